@@ -1,0 +1,190 @@
+"""Loaders on small files the tests write themselves, every kind of broken file, label mapping, splits."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from conftest import asl_csv_text, write_asl_csvs, write_mnist_npz
+from training import datasets
+from training.datasets import ASL_CLASS_NAMES, DataError
+
+
+def test_mnist_npz_loads_with_checksum(tmp_path):
+    write_mnist_npz(tmp_path / "mnist.npz", n_train=50, n_test=20)
+    data = datasets.load("mnist", tmp_path)
+    assert data.x_train.shape == (50, 28, 28) and data.x_train.dtype == np.uint8
+    assert data.x_test.shape == (20, 28, 28)
+    assert data.y_train.max() <= 9
+    assert data.sources["mnist.npz"] == datasets.sha256_of(tmp_path / "mnist.npz")
+    assert data.spec.class_names == tuple("0123456789")
+
+
+def test_data_dir_comes_from_environment(tmp_path, monkeypatch):
+    write_mnist_npz(tmp_path / "mnist.npz", n_train=30, n_test=10)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    assert len(datasets.load("mnist").x_train) == 30
+
+
+def test_mnist_falls_back_to_keras_download(tmp_path, monkeypatch):
+    import keras
+
+    calls = []
+
+    def fake_load_data():
+        calls.append(1)
+        x = np.zeros((4, 28, 28), np.uint8)
+        y = np.array([0, 1, 2, 3], np.uint8)
+        return (x, y), (x, y)
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", fake_load_data)
+    data = datasets.load("mnist", tmp_path)  # empty directory: no mnist.npz
+    assert calls and len(data.x_train) == 4 and data.sources == {}
+
+
+def test_mnist_download_failure_says_what_to_do(tmp_path, monkeypatch):
+    import keras
+
+    def offline():
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with pytest.raises(DataError, match=r"mnist\.npz.*--data-dir or set DATA_DIR"):
+        datasets.load("mnist", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (dict(y_test=None), r"missing arrays \['y_test'\]"),
+        (dict(x_train=np.zeros((5, 28, 27), np.uint8)), r"x_train has shape \(5, 28, 27\)"),
+        (dict(x_train=np.zeros((0, 28, 28), np.uint8), y_train=np.zeros(0, np.uint8)), "x_train is empty"),
+        (dict(y_train=np.full(300, 10, np.uint8)), "unknown label 10"),
+        (dict(x_test=np.full((100, 28, 28), 300, np.int32)), "pixels outside 0-255"),
+        (dict(y_test=np.zeros(7, np.uint8)), r"y_test has shape \(7,\)"),
+        (dict(y_train=np.zeros(300, np.float32)), "expected integer labels"),
+    ],
+)
+def test_broken_mnist_npz_is_named(tmp_path, override, message):
+    path = write_mnist_npz(tmp_path / "mnist.npz", **override)
+    with pytest.raises(DataError, match=message) as info:
+        datasets.load("mnist", tmp_path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("content, message", [(b"", "empty"), (b"not a zip file", "not a readable .npz")])
+def test_unreadable_mnist_npz(tmp_path, content, message):
+    (tmp_path / "mnist.npz").write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        datasets.load("mnist", tmp_path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_asl_csv_plain_and_gzip(tmp_path, gz):
+    write_asl_csvs(tmp_path, gz=gz, n_train=48, n_test=24)
+    data = datasets.load("asl", tmp_path)
+    assert data.x_train.shape == (48, 28, 28) and data.x_test.shape == (24, 28, 28)
+    assert set(data.sources) == (
+        {"sign_mnist_train.csv.gz", "sign_mnist_test.csv.gz"} if gz else {"sign_mnist_train.csv", "sign_mnist_test.csv"}
+    )
+
+
+def test_asl_label_mapping_skips_j(tmp_path):
+    rows = [f"{label}," + ",".join(["0"] * 784) for label in (0, 8, 10, 24)]
+    path = tmp_path / "sign_mnist_train.csv"
+    path.write_text(asl_csv_text(rows=rows))
+    _, indices = datasets.read_asl_csv(path)
+    assert indices.tolist() == [0, 8, 9, 23]
+    assert [ASL_CLASS_NAMES[i] for i in indices] == ["A", "I", "K", "Y"]
+    assert len(ASL_CLASS_NAMES) == 24 and "J" not in ASL_CLASS_NAMES and "Z" not in ASL_CLASS_NAMES
+
+
+def test_asl_pixels_keep_row_major_layout(tmp_path):
+    pixels = np.arange(784) % 256
+    path = tmp_path / "sign_mnist_test.csv"
+    path.write_text(asl_csv_text(rows=["3," + ",".join(map(str, pixels))]))
+    x, _ = datasets.read_asl_csv(path)
+    assert x[0, 0, :3].tolist() == [0, 1, 2] and x[0, 1, 0] == 28
+
+
+ZEROS = ",".join(["0"] * 784)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "the file is empty"),
+        ("label,pixel1,pixel2\n1,0,0\n", "wrong header"),
+        ("label," + ",".join(f"pixel{i}" for i in range(1, 785)) + "\n", "header but no rows"),
+        (asl_csv_text(rows=["1," + ZEROS, "2," + ",".join(["0"] * 780)]), "row 2 has 781 columns; expected 785"),
+        (asl_csv_text(rows=["1," + ",".join(["0"] * 783) + ",256"]), "row 1 has pixel784 = 256, outside 0-255"),
+        (asl_csv_text(rows=["1,-1," + ",".join(["0"] * 783)]), "pixel1 = -1"),
+        (asl_csv_text(rows=["1," + ZEROS, "9," + ZEROS]), "row 2 has unknown label 9"),
+        (asl_csv_text(rows=["25," + ZEROS]), "unknown label 25"),
+        (asl_csv_text(rows=["1,abc," + ",".join(["0"] * 783)]), "not an integer in column pixel1"),
+    ],
+)
+def test_broken_asl_csv_is_named(tmp_path, text, message):
+    path = tmp_path / "sign_mnist_train.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message) as info:
+        datasets.read_asl_csv(path)
+    assert str(path) in str(info.value)
+
+
+def test_corrupt_gzip_is_named(tmp_path):
+    path = tmp_path / "sign_mnist_train.csv.gz"
+    path.write_bytes(gzip.compress(b"label,pixel1\n")[:10])
+    with pytest.raises(DataError, match="cannot read the file"):
+        datasets.read_asl_csv(path)
+
+
+def test_missing_asl_files_say_where_and_whence(tmp_path):
+    (tmp_path / "sign_mnist_train.csv").write_text(asl_csv_text(4))
+    with pytest.raises(DataError) as info:
+        datasets.load("asl", tmp_path)
+    message = str(info.value)
+    assert "sign_mnist_test.csv" in message and str(tmp_path.resolve()) in message
+    assert "kaggle.com/datasets/datamunge/sign-language-mnist" in message
+
+
+def test_missing_asl_without_any_directory(monkeypatch):
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    with pytest.raises(DataError, match="pass --data-dir or set DATA_DIR"):
+        datasets.load("asl")
+
+
+def test_prepare_scales_flattens_one_hot_and_stratifies(tmp_path):
+    write_mnist_npz(tmp_path / "mnist.npz", n_train=1000, n_test=50)
+    data = datasets.load("mnist", tmp_path)
+    splits = datasets.prepare(data, validation_split=0.2, seed=3)
+    assert splits.x_train.shape[1] == 784 and splits.x_train.dtype == np.float32
+    assert 0.0 <= splits.x_train.min() and splits.x_train.max() <= 1.0
+    assert np.allclose(splits.x_test[0], data.x_test[0].reshape(784) / 255.0)
+    assert splits.y_train.shape[1] == 10 and np.all(splits.y_train.sum(axis=1) == 1)
+    assert len(splits.x_train) + len(splits.x_val) == 1000
+    # stratified: every class keeps ~20% in validation
+    train_counts = splits.y_train.sum(axis=0)
+    val_counts = splits.y_val.sum(axis=0)
+    assert np.allclose(val_counts / (train_counts + val_counts), 0.2, atol=0.02)
+    # no example in both
+    train_rows = {row.tobytes() for row in splits.x_train}
+    assert not any(row.tobytes() in train_rows for row in splits.x_val)
+
+
+def test_prepare_is_seeded_and_limits(tmp_path):
+    write_mnist_npz(tmp_path / "mnist.npz", n_train=500, n_test=50)
+    data = datasets.load("mnist", tmp_path)
+    a = datasets.prepare(data, seed=1, limit=200)
+    b = datasets.prepare(data, seed=1, limit=200)
+    c = datasets.prepare(data, seed=2, limit=200)
+    assert len(a.x_train) + len(a.x_val) == 200
+    assert np.array_equal(a.x_val, b.x_val) and not np.array_equal(a.x_val, c.x_val)
+
+
+def test_prepare_can_validate_on_test_like_the_course(tmp_path):
+    write_mnist_npz(tmp_path / "mnist.npz", n_train=100, n_test=40)
+    splits = datasets.prepare(datasets.load("mnist", tmp_path), validation_from_test=True)
+    assert len(splits.x_train) == 100 and np.array_equal(splits.x_val, splits.x_test)

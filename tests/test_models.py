@@ -1,0 +1,91 @@
+"""The network: shape, softmax output, input layouts, training-only layers, self-contained file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from training.models import build_classifier, inference_model, make_optimizer
+
+
+def test_course_shape_and_parameter_count():
+    model = build_classifier(10)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in dense] == [512, 512, 10]
+    assert [layer.activation.__name__ for layer in dense] == ["relu", "relu", "softmax"]
+    # 784*512+512 + 512*512+512 + 512*10+10
+    assert model.count_params() == 669_706
+
+
+def test_softmax_output_sums_to_one():
+    model = build_classifier(24, dropout=0.3, augment="nearest", normalize=True)
+    x = np.random.default_rng(0).random((5, 784), dtype=np.float32)
+    probabilities = np.asarray(model(x))
+    assert probabilities.shape == (5, 24)
+    assert np.all(probabilities >= 0) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_accepts_flat_square_and_channel_layouts():
+    model = inference_model(build_classifier(10, augment="constant"))
+    x = np.random.default_rng(1).random((3, 784), dtype=np.float32)
+    flat = np.asarray(model(x))
+    for shape in ((3, 28, 28), (3, 28, 28, 1)):
+        np.testing.assert_allclose(np.asarray(model(x.reshape(shape))), flat, atol=1e-6)
+
+
+def test_inference_model_drops_training_only_layers_and_keeps_weights():
+    model = build_classifier(10, dropout=0.5, augment="constant", normalize=True)
+    served = inference_model(model)
+    x = np.random.default_rng(2).random((4, 784), dtype=np.float32)
+    # a plain call of the served model is deterministic and equals predict() of the trained one
+    np.testing.assert_array_equal(np.asarray(served(x)), np.asarray(served(x)))
+    np.testing.assert_allclose(np.asarray(served(x)), model.predict(x, verbose=0), atol=1e-6)
+    assert not np.allclose(np.asarray(model(x, training=True)), np.asarray(served(x)))
+    names = {layer.name for layer in served.layers}
+    assert "random_shift" not in names and "dropout_1" not in names and "per_image_standardize" in names
+    assert served.count_params() == model.count_params()
+
+
+@pytest.mark.parametrize("name, cls", [("sgd", "SGD"), ("momentum", "SGD"), ("adam", "Adam"),
+                                       ("adagrad", "Adagrad"), ("rmsprop", "RMSprop")])
+def test_optimizers_by_name(name, cls):
+    optimizer = make_optimizer(name, 0.01)
+    assert type(optimizer).__name__ == cls
+    assert float(optimizer.learning_rate) == pytest.approx(0.01)
+    if name == "momentum":
+        assert optimizer.momentum == pytest.approx(0.9)
+
+
+def test_unknown_optimizer():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("lbfgs")
+
+
+def test_saved_file_loads_without_this_project(tmp_path):
+    """model.keras loads with plain keras in a process that cannot import this project."""
+    model = inference_model(build_classifier(10, dropout=0.2, augment="constant", normalize=True))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    x = np.random.default_rng(3).random((6, 784), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", np.asarray(model(x)))
+    script = (
+        "import sys, numpy as np, keras\n"
+        "assert not any(m.split('.')[0] in ('training', 'preprocessing', 'service') for m in sys.modules)\n"
+        "m = keras.saving.load_model('model.keras')\n"
+        "x = np.load('x.npy'); e = np.load('expected.npy')\n"
+        "for shape in ((6, 784), (6, 28, 28), (6, 28, 28, 1)):\n"
+        "    np.testing.assert_allclose(np.asarray(m(x.reshape(shape))), e, atol=1e-6)\n"
+        "np.testing.assert_allclose(m.predict(x, verbose=0), e, atol=1e-6)\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")

@@ -1,0 +1,128 @@
+"""A real (short) training run into the model store, the CLI end to end, and the verdict logic."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import bentoml
+import numpy as np
+import pytest
+
+from conftest import REPO
+from training import store
+from training.train import PRESETS, TrainConfig, overfitting_verdict, run
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def quick_config(data_dir, tmp_path, dataset="mnist", **overrides):
+    values = dict(data_dir=str(data_dir), epochs=1, reports_dir=str(tmp_path / "reports"),
+                  model_name=f"test_{dataset}_{tmp_path.name}"[:50].lower(), verbose=0)
+    values.update(overrides)
+    return TrainConfig.from_preset(dataset, **values)
+
+
+def test_one_epoch_run_ends_in_store_and_loads_back_identically(synthetic_data_dir, tmp_path):
+    result = run(quick_config(synthetic_data_dir, tmp_path))
+    entry = bentoml.models.get(result.model_tag)
+    meta = entry.info.metadata
+    assert meta["class_names"] == list("0123456789")
+    assert meta["preprocessing"] == "mnist_digit"
+    assert meta["input"]["shape"] == [784]
+    assert set(meta["metrics"]) == {"train", "validation", "test"}
+    assert 0 <= meta["metrics"]["test"]["accuracy"] <= 1
+    assert meta["training"]["optimizer"] == "adam" and meta["training"]["epochs_run"] == 1
+    assert set(meta["data_sha256"]) == {"mnist.npz"}
+    assert entry.info.labels["dataset"] == "mnist"
+
+    loaded, _ = store.load_model(result.model_tag)
+    from training import datasets
+
+    x_test = datasets.prepare(datasets.load("mnist", synthetic_data_dir)).x_test
+    reloaded = np.asarray(loaded(x_test))
+    again, _ = store.load_model(result.model_tag)
+    np.testing.assert_array_equal(reloaded, np.asarray(again(x_test)))
+    # the stored model's test accuracy is the one in its metadata
+    truth = datasets.load("mnist", synthetic_data_dir).y_test
+    assert np.mean(reloaded.argmax(1) == truth) == pytest.approx(meta["metrics"]["test"]["accuracy"], abs=1e-6)
+
+    reports = tmp_path / "reports" / result.config.model_name
+    for name in ("curves.png", "confusion_matrix.png"):
+        assert (reports / name).read_bytes()[:8] == PNG
+    history = json.loads((reports / "history.json").read_text())
+    assert set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def test_training_learns_the_synthetic_task(synthetic_data_dir, tmp_path):
+    result = run(quick_config(synthetic_data_dir, tmp_path, "asl", epochs=6, augment="off",
+                              normalize=False, save=False))
+    assert result.model_tag is None
+    assert result.metrics["test"]["accuracy"] > 0.8  # 24 classes: chance is ~4%
+    assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_same_seed_same_run(synthetic_data_dir, tmp_path):
+    a = run(quick_config(synthetic_data_dir, tmp_path, epochs=2, save=False, seed=7))
+    b = run(quick_config(synthetic_data_dir, tmp_path, epochs=2, save=False, seed=7))
+    np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-4)
+
+
+def test_presets_keep_the_course_recipe_one_option_away():
+    course = TrainConfig.from_preset("asl", "course")
+    assert (course.optimizer, course.epochs, course.batch_size) == ("rmsprop", 20, 32)
+    assert course.validation_from_test and course.dropout == 0 and course.augment is None
+    assert TrainConfig.from_preset("mnist", "course").epochs == 5
+    tuned = TrainConfig.from_preset("mnist", epochs=3, optimizer="sgd")
+    assert (tuned.epochs, tuned.optimizer, tuned.dropout) == (3, "sgd", PRESETS[("mnist", "default")]["dropout"])
+
+
+def test_verdict_names_overfitting():
+    metrics = lambda tr, va: {"train": {"accuracy": tr}, "validation": {"accuracy": va}}  # noqa: E731
+    assert overfitting_verdict(metrics(0.99, 0.985), {"val_loss": [0.5, 0.3, 0.2]}).startswith("no sign")
+    assert overfitting_verdict(metrics(1.0, 0.81), {"val_loss": [0.9, 0.6, 0.7]}).startswith("OVERFITTING")
+    assert overfitting_verdict(metrics(0.99, 0.99), {"val_loss": [0.5, 0.2, 0.4]}).startswith("OVERFITTING")
+    assert overfitting_verdict(metrics(0.99, 0.975), {"val_loss": [0.5, 0.3]}).startswith("mild")
+
+
+def cli(*args, env_extra=None, cwd=REPO):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "training", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_trains_saves_and_skips_existing(synthetic_data_dir, tmp_path):
+    name = f"cli_asl_{tmp_path.name}"[:40].lower()
+    common = ["--epochs", "1", "--quiet", "--model-name", name, "--reports-dir", str(tmp_path / "r")]
+    done = cli("asl", "--data-dir", str(synthetic_data_dir), "--optimizer", "momentum",
+               "--learning-rate", "0.05", "--hidden", "64", "32", "--activation", "sigmoid", *common)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "validation" in done.stdout and "verdict:" in done.stdout and f"saved: {name}:" in done.stdout
+    entry = bentoml.models.get(name)
+    training = entry.info.metadata["training"]
+    assert training["hidden"] == [64, 32] and training["activation"] == "sigmoid"
+    assert training["optimizer"] == "momentum" and training["learning_rate"] == 0.05
+    assert entry.info.metadata["class_names"][-1] == "Y"
+
+    again = cli("asl", "--data-dir", str(synthetic_data_dir), "--skip-existing", *common)
+    assert again.returncode == 0 and "already in the model store" in again.stdout
+    assert len(bentoml.models.list(name)) == 1
+
+
+def test_cli_missing_data_is_a_clear_error(tmp_path):
+    done = cli("asl", "--data-dir", str(tmp_path), "--no-save")
+    assert done.returncode == 2
+    assert "sign_mnist_train.csv" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_rejects_bad_options():
+    done = cli("mnist", "--optimizer", "newton")
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def test_cli_runs_the_linear_example():
+    done = cli("linear", "--steps", "1")
+    assert done.returncode == 0, done.stderr
+    assert "-0.7" in done.stdout and "5.1" in done.stdout

@@ -1,0 +1,312 @@
+"""The two data sets of the course, loaded from local files (or the standard download) and checked.
+
+Every loader returns raw ``uint8`` pixels and integer class indices; turning pixels into the
+model's input happens in :mod:`preprocessing`, the one place that served images go through too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from preprocessing import ASL_SIGN, MNIST_DIGIT
+
+MNIST_FILE = "mnist.npz"
+ASL_TRAIN_FILE = "sign_mnist_train.csv"
+ASL_TEST_FILE = "sign_mnist_test.csv"
+ASL_SOURCE = "https://www.kaggle.com/datasets/datamunge/sign-language-mnist"
+
+# Sign Language MNIST labels letters by alphabet position; J (9) and Z (25) need motion and are absent.
+ASL_LABELS = tuple(i for i in range(25) if i != 9)
+ASL_CLASS_NAMES = tuple(chr(ord("A") + i) for i in ASL_LABELS)
+MNIST_CLASS_NAMES = tuple(str(d) for d in range(10))
+CSV_HEADER = ["label"] + [f"pixel{i}" for i in range(1, 785)]
+
+
+class DataError(Exception):
+    """A data file is missing or malformed; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What is fixed about a data set: its model's name, classes and preprocessing."""
+
+    name: str
+    model_name: str
+    class_names: tuple[str, ...]
+    preprocessing: str
+
+
+DATASETS = {
+    "mnist": DatasetSpec("mnist", "mnist_dense", MNIST_CLASS_NAMES, MNIST_DIGIT),
+    "asl": DatasetSpec("asl", "asl_dense", ASL_CLASS_NAMES, ASL_SIGN),
+}
+
+
+@dataclass
+class RawData:
+    """Raw pixels (n, 28, 28) uint8 and class indices for the official train and test splits."""
+
+    spec: DatasetSpec
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    sources: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """The data directory: the explicit one, else ``$DATA_DIR``, else None."""
+    chosen = data_dir if data_dir is not None else os.environ.get("DATA_DIR") or None
+    return Path(chosen).expanduser() if chosen is not None else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load(name: str, data_dir: str | os.PathLike | None = None) -> RawData:
+    """Load data set ``name`` ('mnist' or 'asl') from ``data_dir`` (or ``$DATA_DIR``)."""
+    if name == "mnist":
+        return load_mnist(data_dir)
+    if name == "asl":
+        return load_asl(data_dir)
+    raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+
+
+# --- MNIST -------------------------------------------------------------------------------------
+
+
+def load_mnist(data_dir: str | os.PathLike | None = None) -> RawData:
+    """MNIST from ``<data_dir>/mnist.npz`` when present, else ``keras.datasets.mnist.load_data()``."""
+    directory = resolve_data_dir(data_dir)
+    path = directory / MNIST_FILE if directory is not None else None
+    if path is not None and path.is_file():
+        return read_mnist_npz(path)
+    import keras  # the download path; imported late because it is slow and rarely needed
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as exc:  # no network, proxy, corrupt cache...
+        where = f"{path} does not exist and " if path is not None else ""
+        raise DataError(
+            f"MNIST not found: {where}the download through keras.datasets.mnist failed ({exc}). "
+            f"Put {MNIST_FILE} (keras layout) in a directory and pass --data-dir or set DATA_DIR."
+        ) from exc
+    spec = DATASETS["mnist"]
+    return _checked(spec, "keras.datasets.mnist", x_train, y_train, x_test, y_test, {})
+
+
+def read_mnist_npz(path: str | os.PathLike) -> RawData:
+    """Read and check an ``mnist.npz`` in the keras layout."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(npz.files)
+            if missing:
+                raise DataError(
+                    f"{path}: missing arrays {sorted(missing)}; expected the keras layout "
+                    "x_train, y_train, x_test, y_test"
+                )
+            arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+    spec = DATASETS["mnist"]
+    return _checked(spec, str(path), **arrays, sources={path.name: sha256_of(path)})
+
+
+def _checked(spec, origin, x_train, y_train, x_test, y_test, sources) -> RawData:
+    num_classes = len(spec.class_names)
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise DataError(f"{origin}: x_{split} has shape {x.shape}; expected (n, 28, 28)")
+        if len(x) == 0:
+            raise DataError(f"{origin}: x_{split} is empty")
+        if y.shape != (len(x),):
+            raise DataError(f"{origin}: y_{split} has shape {y.shape}; expected ({len(x)},)")
+        if x.dtype != np.uint8 and (x.min() < 0 or x.max() > 255):
+            raise DataError(f"{origin}: x_{split} has pixels outside 0-255")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{origin}: y_{split} holds {y.dtype}, expected integer labels")
+        bad = (y < 0) | (y >= num_classes)
+        if bad.any():
+            raise DataError(
+                f"{origin}: y_{split} has unknown label {y[bad][0]} at index {int(np.argmax(bad))}; "
+                f"expected 0-{num_classes - 1}"
+            )
+    return RawData(
+        spec,
+        x_train.astype(np.uint8),
+        y_train.astype(np.int64),
+        x_test.astype(np.uint8),
+        y_test.astype(np.int64),
+        sources,
+    )
+
+
+# --- Sign Language MNIST -----------------------------------------------------------------------
+
+
+def find_asl_file(directory: Path | None, stem: str) -> Path | None:
+    """``stem`` (plain) or ``stem + '.gz'`` in ``directory``, whichever exists."""
+    if directory is None:
+        return None
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_asl(data_dir: str | os.PathLike | None = None) -> RawData:
+    """Sign Language MNIST from the Kaggle CSVs (plain or .gz) in ``data_dir`` (or ``$DATA_DIR``)."""
+    directory = resolve_data_dir(data_dir)
+    found = {stem: find_asl_file(directory, stem) for stem in (ASL_TRAIN_FILE, ASL_TEST_FILE)}
+    missing = [stem for stem, path in found.items() if path is None]
+    if missing:
+        where = (
+            f"in {directory.resolve()}"
+            if directory is not None
+            else "(no data directory given: pass --data-dir or set DATA_DIR)"
+        )
+        raise DataError(
+            f"Sign Language MNIST not found: {', '.join(missing)} (or .gz) missing {where}. "
+            f"Download sign_mnist_train.csv and sign_mnist_test.csv from {ASL_SOURCE} "
+            "and put them (plain or gzipped) in that directory."
+        )
+    x_train, y_train = read_asl_csv(found[ASL_TRAIN_FILE])
+    x_test, y_test = read_asl_csv(found[ASL_TEST_FILE])
+    sources = {p.name: sha256_of(p) for p in found.values()}
+    return RawData(DATASETS["asl"], x_train, y_train, x_test, y_test, sources)
+
+
+def read_asl_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read one Sign Language MNIST CSV: pixels (n, 28, 28) uint8 and class indices 0-23."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        text = raw.decode("ascii")
+    except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the file ({exc})") from exc
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise DataError(f"{path}: the file is empty; expected a header and one row per image")
+    header = [h.strip() for h in lines[0].split(",")]
+    if header != CSV_HEADER:
+        raise DataError(
+            f"{path}: wrong header: expected 'label,pixel1,...,pixel784' (785 columns), "
+            f"found {len(header)} columns starting {','.join(header[:3])!r}"
+        )
+    if len(lines) < 2:
+        raise DataError(f"{path}: the file has a header but no rows")
+    try:
+        table = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    except ValueError:
+        raise DataError(f"{path}: {_first_bad_row(lines)}") from None
+    labels, pixels = table[:, 0], table[:, 1:]
+    bad_pixels = (pixels < 0) | (pixels > 255)
+    if bad_pixels.any():
+        row, col = np.argwhere(bad_pixels)[0]
+        raise DataError(
+            f"{path}: row {row + 1} has pixel{col + 1} = {pixels[row, col]}, outside 0-255"
+        )
+    lookup = np.full(256, -1, dtype=np.int64)
+    lookup[list(ASL_LABELS)] = np.arange(len(ASL_LABELS))
+    in_range = (labels >= 0) & (labels < 256)
+    indices = np.where(in_range, lookup[np.clip(labels, 0, 255)], -1)
+    if (indices < 0).any():
+        row = int(np.argmax(indices < 0))
+        raise DataError(
+            f"{path}: row {row + 1} has unknown label {labels[row]}; expected 0-24 without 9 (J)"
+        )
+    return pixels.astype(np.uint8).reshape(-1, 28, 28), indices
+
+
+def _first_bad_row(lines: list[str]) -> str:
+    """Describe the first data row numpy could not parse (1-based data-row number)."""
+    for number, line in enumerate(lines[1:], start=1):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if len(cells) != 785:
+            return f"row {number} has {len(cells)} columns; expected 785 (label + 784 pixels)"
+        for column, cell in enumerate(cells):
+            try:
+                int(cell)
+            except ValueError:
+                name = CSV_HEADER[column]
+                return f"row {number} has a value that is not an integer in column {name}: {cell!r}"
+    return "the rows could not be read as integers"
+
+
+# --- splits ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Splits:
+    """Model-ready arrays: flat 784-vectors in 0-1 and one-hot targets."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def prepare(
+    data: RawData,
+    *,
+    validation_split: float = 0.1,
+    validation_from_test: bool = False,
+    limit: int | None = None,
+    seed: int = 0,
+) -> Splits:
+    """Flatten, scale to 0-1, one-hot; hold out a stratified validation split from training data.
+
+    ``validation_from_test`` reproduces the course, which validated on the test split.
+    ``limit`` keeps a random subset of that many training examples (quick runs, tests).
+    """
+    from preprocessing import pixels_to_model_input
+
+    num_classes = len(data.spec.class_names)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(data.x_train))
+    if limit is not None:
+        order = order[:limit]
+    if validation_from_test:
+        train_idx, val_idx = order, None
+    else:
+        if not 0 < validation_split < 1:
+            raise ValueError("validation_split must be between 0 and 1")
+        val_mask = np.zeros(len(order), dtype=bool)
+        labels = data.y_train[order]
+        for cls in np.unique(labels):  # stratified: every class keeps its share in both parts
+            members = np.flatnonzero(labels == cls)
+            val_mask[members[: int(round(len(members) * validation_split))]] = True
+        train_idx, val_idx = order[~val_mask], order[val_mask]
+    x = pixels_to_model_input
+    eye = np.eye(num_classes, dtype=np.float32)
+    x_test, y_test = x(data.x_test), eye[data.y_test]
+    if val_idx is None:
+        x_val, y_val = x_test, y_test
+    else:
+        x_val, y_val = x(data.x_train[val_idx]), eye[data.y_train[val_idx]]
+    return Splits(
+        x(data.x_train[train_idx]), eye[data.y_train[train_idx]], x_val, y_val, x_test, y_test
+    )
