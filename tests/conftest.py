@@ -87,3 +87,37 @@ def real_data_dir() -> Path:
     if not (path / "mnist.npz").is_file():
         pytest.skip(f"DATA_DIR={value} has no mnist.npz")
     return path
+
+
+@pytest.fixture(scope="session")
+def served_models(tmp_path_factory) -> dict[str, str]:
+    """mnist_dense and asl_dense in the session's store: quick real-data models when DATA_DIR is
+    set, otherwise models of the synthetic data. Returns route -> model tag."""
+    from training.train import TrainConfig, run
+
+    real = os.environ.get("DATA_DIR")
+    if real and (Path(real) / "mnist.npz").is_file():
+        data_dir, limits = Path(real), {"mnist": 12000, "asl": 8000}
+    else:
+        data_dir = tmp_path_factory.mktemp("synthetic_data")
+        write_mnist_npz(data_dir / "mnist.npz", n_train=600, n_test=100)
+        write_asl_csvs(data_dir, n_train=600, n_test=100)
+        limits = {"mnist": None, "asl": None}
+    reports = tmp_path_factory.mktemp("reports")
+    tags = {}
+    for dataset in ("mnist", "asl"):
+        config = TrainConfig.from_preset(dataset, data_dir=str(data_dir), epochs=3, limit=limits[dataset],
+                                         augment="off", patience=0, reports_dir=str(reports), verbose=0)
+        tags[dataset] = run(config).model_tag
+    return tags
+
+
+@pytest.fixture(scope="session")
+def server(served_models, tmp_path_factory):
+    """`bentoml serve` of the source tree with small limits, so the limit tests stay cheap."""
+    from servers import Server
+
+    env = {"MAX_BODY_BYTES": str(3 * 1024 * 1024), "MAX_IMAGE_PIXELS": str(4_000_000)}
+    handle = Server(env=env, log=tmp_path_factory.mktemp("logs") / "serve.log").wait_ready()
+    yield handle
+    handle.stop()

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dropout", type=float, help="dropout rate after each hidden layer (0 = off)")
     parser.add_argument("--augment", choices=["off", "constant", "nearest"],
                         help="training-only random shifts/rotations/zooms, and how new border pixels are filled")
+    parser.add_argument("--shift", type=float, help="augmentation: largest shift, as a fraction of the side")
+    parser.add_argument("--rotation", type=float, help="augmentation: largest rotation, as a fraction of a full turn")
+    parser.add_argument("--zoom", type=float, help="augmentation: largest zoom in or out, as a fraction")
     parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                         help="per-image standardisation inside the model")
     parser.add_argument("--patience", type=int, help="early stopping on validation loss after this many epochs without improvement (0 = off)")
@@ -78,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             hidden=args.hidden,
             dropout=args.dropout,
             augment=args.augment,
+            shift=args.shift,
+            rotation=args.rotation,
+            zoom=args.zoom,
             normalize=args.normalize,
             patience=args.patience,
             validation_split=args.validation_split,

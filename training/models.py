@@ -24,13 +24,17 @@ def build_classifier(
     activation: str = "relu",
     dropout: float = 0.0,
     augment: str | None = None,
+    shift: float = 0.1,
+    rotation: float = 0.05,
+    zoom: float = 0.1,
     normalize: bool = False,
     name: str = "dense_classifier",
 ) -> keras.Model:
     """Build (uncompiled) the dense classifier.
 
     ``augment`` is None (off) or the fill mode for pixels shifted in from outside the frame:
-    'constant' (black, right for MNIST's dark background) or 'nearest' (photos of hands).
+    'constant' (black, right for MNIST's dark background) or 'nearest' (photos of hands);
+    ``shift`` and ``zoom`` are fractions of the image side, ``rotation`` a fraction of a full turn.
     The input accepts (n, 784), (n, 28, 28) and (n, 28, 28, 1) alike.
     """
     # Declared as (None, 1) so that Keras' own rank adjustment lets all three layouts in:
@@ -40,9 +44,9 @@ def build_classifier(
     if augment is not None:
         fill = AUGMENT_FILL[augment]
         x = layers.Reshape((28, 28, 1), name="as_image")(x)
-        x = layers.RandomTranslation(0.1, 0.1, fill_mode=fill, name="random_shift")(x)
-        x = layers.RandomRotation(0.05, fill_mode=fill, name="random_rotation")(x)
-        x = layers.RandomZoom(0.1, fill_mode=fill, name="random_zoom")(x)
+        x = layers.RandomTranslation(shift, shift, fill_mode=fill, name="random_shift")(x)
+        x = layers.RandomRotation(rotation, fill_mode=fill, name="random_rotation")(x)
+        x = layers.RandomZoom(zoom, fill_mode=fill, name="random_zoom")(x)
         x = layers.Reshape((INPUT_PIXELS,), name="as_vector")(x)
     if normalize:
         x = layers.LayerNormalization(center=False, scale=False, name="per_image_standardize")(x)

@@ -21,7 +21,7 @@ from training.models import build_classifier, inference_model, make_optimizer
 PRESETS = {
     ("mnist", "default"): dict(
         epochs=30, batch_size=128, optimizer="adam", learning_rate=1e-3, dropout=0.3,
-        augment="constant", normalize=False, patience=8,
+        augment="constant", shift=0.08, rotation=0.03, zoom=0.08, normalize=False, patience=8,
     ),
     ("asl", "default"): dict(
         epochs=40, batch_size=128, optimizer="adam", learning_rate=1e-3, dropout=0.3,
@@ -53,6 +53,9 @@ class TrainConfig:
     hidden: tuple[int, ...] = (512, 512)
     dropout: float = 0.0
     augment: str | None = None
+    shift: float = 0.1
+    rotation: float = 0.05
+    zoom: float = 0.1
     normalize: bool = False
     patience: int = 0
     validation_split: float = 0.1
@@ -142,6 +145,9 @@ def run(config: TrainConfig) -> RunResult:
         activation=config.activation,
         dropout=config.dropout,
         augment=config.augment,
+        shift=config.shift,
+        rotation=config.rotation,
+        zoom=config.zoom,
         normalize=config.normalize,
         name=model_name,
     )

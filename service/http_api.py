@@ -1,0 +1,217 @@
+"""The public HTTP routes: decode and validate the upload, preprocess, call the batched model, answer.
+
+A FastAPI app mounted into the BentoML service, so that every client mistake gets the documented
+JSON error ``{"error": "..."}`` with a 4xx status, and the routes appear in BentoML's OpenAPI page.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import bentoml
+import numpy as np
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from preprocessing import ImageError, image_to_vector
+from service import settings
+from service.model_store import SERVED_MODELS
+
+
+class LabelProbability(BaseModel):
+    label: str
+    probability: float = Field(description="softmax output for this class")
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="the most probable class", examples=["7"])
+    index: int = Field(description="its index in the model's output (its class list)", examples=[7])
+    confidence: float = Field(description="its softmax probability", examples=[0.991])
+    top_k: list[LabelProbability] = Field(description="the top_k classes, most probable first")
+    model: str = Field(description="the model that answered, name:version", examples=["mnist_dense:abc123"])
+
+
+class BatchPrediction(BaseModel):
+    model: str
+    predictions: list[Prediction] = Field(description="one per uploaded image, in upload order")
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="what is wrong, in words", examples=["the file is not an image we can read"])
+
+
+ERRORS = {
+    400: {"model": ErrorBody, "description": "not a decodable image, missing or misnamed field, bad top_k"},
+    413: {"model": ErrorBody, "description": "request body or image larger than the limits"},
+    "4XX": {"model": ErrorBody, "description": "every client error has this shape (never 422)"},
+}
+
+
+class ClientError(Exception):
+    def __init__(self, status_code: int, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def error_response(status_code: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status_code)
+
+
+app = FastAPI(
+    title="Digits and signs",
+    description="Dense MNIST digit and ASL letter classifiers from the course 'How a Neural Network Trains'.",
+    docs_url=None, redoc_url=None, openapi_url=None,  # BentoML serves the merged OpenAPI page
+)
+
+
+@app.exception_handler(ClientError)
+async def _client_error(request: Request, exc: ClientError) -> JSONResponse:
+    return error_response(exc.status_code, str(exc))
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = []
+    for error in exc.errors():
+        field = str(error.get("loc", ("", "?"))[-1])
+        if field in ("image", "images"):
+            problems.append(
+                f"the request has no file field '{field}': send the image"
+                f"{'s' if field == 'images' else ''} as multipart/form-data with the field name '{field}'"
+            )
+        elif field == "top_k":
+            problems.append("top_k must be a whole number (e.g. 3)")
+        else:
+            problems.append(f"{field}: {error.get('msg', 'invalid')}")
+    return error_response(400, "; ".join(dict.fromkeys(problems)) or "invalid request")
+
+
+@app.exception_handler(HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    if exc.status_code == 400 and "parsing the body" in message:
+        message = "the request body is not valid multipart/form-data"
+    return error_response(exc.status_code, message)
+
+
+def _classify(route: str):
+    service = bentoml.get_current_service()
+    return service.cards[route], getattr(service.models.to_async, f"{route}_probabilities")
+
+
+def _check_top_k(top_k: int, num_classes: int) -> int:
+    if not 1 <= top_k <= num_classes:
+        raise ClientError(400, f"top_k must be between 1 and {num_classes} for this model, got {top_k}")
+    return top_k
+
+
+async def _vector(data: bytes, preprocessing: str, name: str | None = None) -> np.ndarray:
+    try:
+        return await run_in_threadpool(
+            image_to_vector, data, preprocessing, max_pixels=settings.MAX_IMAGE_PIXELS
+        )
+    except ImageError as exc:
+        where = f"{name}: " if name else ""
+        raise ClientError(exc.status_code, f"{where}{exc}") from None
+
+
+def _answer(probabilities: np.ndarray, card, top_k: int) -> dict:
+    order = np.argsort(probabilities)[::-1][:top_k]
+    best = int(order[0])
+    return {
+        "label": card.class_names[best],
+        "index": best,
+        "confidence": float(probabilities[best]),
+        "top_k": [
+            {"label": card.class_names[i], "probability": float(probabilities[i])} for i in order
+        ],
+        "model": card.tag,
+    }
+
+
+ImageField = Annotated[UploadFile, File(description="the image: PNG, JPEG, WebP, BMP, GIF or TIFF")]
+ImagesField = Annotated[
+    list[UploadFile], File(description=f"1 to {settings.MAX_BATCH_FILES} images, repeated field")
+]
+TopKField = Annotated[int, Form(description="how many classes to list, 1 ... number of classes")]
+
+
+def add_routes(route: str, what: str) -> None:
+    """POST /<route>/predict and /<route>/predict_batch for one model."""
+
+    @app.post(f"/{route}/predict", response_model=Prediction, responses=ERRORS,
+              summary=f"Classify one image of {what}", tags=[route], operation_id=f"{route}_predict")
+    async def predict(image: ImageField, top_k: TopKField = settings.DEFAULT_TOP_K) -> dict:
+        card, forward = _classify(route)
+        _check_top_k(top_k, len(card.class_names))
+        vector = await _vector(await image.read(), card.preprocessing)
+        probabilities = await forward(vector[None])
+        return _answer(probabilities[0], card, top_k)
+
+    @app.post(f"/{route}/predict_batch", response_model=BatchPrediction, responses=ERRORS,
+              summary=f"Classify up to {settings.MAX_BATCH_FILES} images of {what}", tags=[route],
+              operation_id=f"{route}_predict_batch")
+    async def predict_batch(images: ImagesField, top_k: TopKField = settings.DEFAULT_TOP_K) -> dict:
+        card, forward = _classify(route)
+        _check_top_k(top_k, len(card.class_names))
+        if not 1 <= len(images) <= settings.MAX_BATCH_FILES:
+            raise ClientError(400, f"send 1 to {settings.MAX_BATCH_FILES} images, got {len(images)}")
+        vectors = [
+            await _vector(await upload.read(), card.preprocessing,
+                          f"image {i} ({upload.filename or 'unnamed'})")
+            for i, upload in enumerate(images, start=1)
+        ]
+        probabilities = await forward(np.stack(vectors))
+        return {"model": card.tag, "predictions": [_answer(p, card, top_k) for p in probabilities]}
+
+
+for _route, _what in (("mnist", "a handwritten digit"), ("asl", "an American Sign Language letter")):
+    assert _route in SERVED_MODELS
+    add_routes(_route, _what)
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a request body over ``max_bytes``, declared or streamed."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> JSONResponse:
+        limit = self.max_bytes / (1024 * 1024)
+        return error_response(413, f"the request body is larger than the limit of {limit:g} MiB")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._too_large()(scope, receive, send)
+        state = {"received": 0, "over": False, "replaced": False}
+
+        async def counting_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    state["over"] = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if state["over"]:  # the app failed to read the body: answer 413 instead of its error
+                if not state["replaced"]:
+                    state["replaced"] = True
+                    await self._too_large()(scope, receive, send)
+                return
+            await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+
+
+app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)

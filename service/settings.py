@@ -1,0 +1,25 @@
+"""Service settings, read once from the environment (documented in the README)."""
+
+from __future__ import annotations
+
+import os
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+# Uploads: the whole request body, and the decoded image's width x height.
+MAX_BODY_BYTES = _int("MAX_BODY_BYTES", 10 * 1024 * 1024)
+MAX_IMAGE_PIXELS = _int("MAX_IMAGE_PIXELS", 40_000_000)
+MAX_BATCH_FILES = 64
+DEFAULT_TOP_K = 3
+
+# Adaptive batching of the model service (see README, "Batching").
+MAX_BATCH_SIZE = _int("MAX_BATCH_SIZE", 128)
+MAX_LATENCY_MS = _int("MAX_LATENCY_MS", 1000)
+
+# Worker processes: the HTTP front (decode + preprocess) and the model service.
+API_WORKERS = _int("API_WORKERS", 1)
+MODEL_WORKERS = _int("MODEL_WORKERS", 1)

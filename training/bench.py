@@ -1,0 +1,88 @@
+"""``make bench-train``: train both models, then report accuracy, time per epoch and peak memory.
+
+Each run is a separate ``python -m training`` process so that its peak resident memory is its own.
+Usage: ``python -m training.bench [--data-dir DIR] [--presets default course] [--out reports/bench]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def run_one(dataset: str, preset: str, data_dir: str | None, reports_dir: Path, save: bool) -> dict:
+    """Train one model in a child process; returns its summary plus wall time and peak RSS."""
+    command = [sys.executable, "-m", "training", dataset, "--preset", preset, "--quiet",
+               "--reports-dir", str(reports_dir / preset)]
+    if data_dir:
+        command += ["--data-dir", data_dir]
+    if not save:
+        command.append("--no-save")
+    print(f"\n=== {dataset} ({preset} preset): {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    child = subprocess.Popen(command)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"training {dataset} ({preset}) failed with exit code {code}")
+    name = {"mnist": "mnist_dense", "asl": "asl_dense"}[dataset]
+    summary = json.loads((reports_dir / preset / name / "summary.json").read_text())
+    summary.update(dataset=dataset, preset=preset, wall_seconds=wall,
+                   peak_rss_mib=usage.ru_maxrss / 1024)  # Linux reports KiB
+    return summary
+
+
+def markdown(results: list[dict]) -> str:
+    lines = [
+        "# Training benchmark",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. "
+        "Command: `make bench-train` (`python -m training.bench`).",
+        "",
+        "| model | preset | train acc | validation acc | test acc | test loss | epochs (best) | s/epoch | wall s | peak RSS MiB | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        m = r["metrics"]
+        lines.append(
+            f"| {r['model'] or r['dataset']} | {r['preset']} | {m['train']['accuracy']:.2%} | "
+            f"{m['validation']['accuracy']:.2%} | **{m['test']['accuracy']:.2%}** | {m['test']['loss']:.4f} | "
+            f"{r['epochs_run']} ({r['best_epoch']}) | {r['seconds_per_epoch']:.1f} | {r['wall_seconds']:.0f} | "
+            f"{r['peak_rss_mib']:.0f} | {r['verdict'].split(':')[0]} |"
+        )
+    lines += ["", "Curves and confusion matrices: `reports/bench/<preset>/<model>/`.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("DATA_DIR") or None)
+    parser.add_argument("--presets", nargs="+", default=["default"], choices=["default", "course"])
+    parser.add_argument("--datasets", nargs="+", default=["mnist", "asl"], choices=["mnist", "asl"])
+    parser.add_argument("--out", default="reports/bench", type=Path)
+    parser.add_argument("--no-save", dest="save", action="store_false",
+                        help="do not store the models (by default the default-preset models are stored)")
+    args = parser.parse_args(argv)
+    results = [
+        run_one(dataset, preset, args.data_dir, args.out, args.save and preset == "default")
+        for preset in args.presets
+        for dataset in args.datasets
+    ]
+    report = markdown(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "train.md").write_text(report)
+    (args.out / "train.json").write_text(json.dumps(results, indent=2))
+    print("\n" + report)
+    print(f"written: {args.out / 'train.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
