@@ -6,6 +6,8 @@ JSON error ``{"error": "..."}`` with a 4xx status, and the routes appear in Bent
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from typing import Annotated
 
@@ -34,6 +36,11 @@ class Prediction(BaseModel):
     confidence: float = Field(description="its softmax probability", examples=[0.991])
     top_k: list[LabelProbability] = Field(description="the top_k classes, most probable first")
     model: str = Field(description="the model that answered, name:version", examples=["mnist_dense:abc123"])
+    input_image: str | None = Field(
+        default=None,
+        description="only with return_input=true: the preprocessed 28x28 image the model saw, "
+        "as a data:image/png;base64 URL (white = 1.0)",
+    )
 
 
 class BatchPrediction(BaseModel):
@@ -86,6 +93,8 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
             )
         elif field == "top_k":
             problems.append("top_k must be a whole number (e.g. 3)")
+        elif field == "return_input":
+            problems.append("return_input must be true or false")
         else:
             problems.append(f"{field}: {error.get('msg', 'invalid')}")
     return error_response(400, "; ".join(dict.fromkeys(problems)) or "invalid request")
@@ -120,9 +129,20 @@ async def _vector(data: bytes, preprocessing: str, name: str | None = None) -> n
         raise ClientError(exc.status_code, f"{where}{exc}") from None
 
 
-def _answer(probabilities: np.ndarray, card, top_k: int) -> dict:
+def input_image_url(vector: np.ndarray) -> str:
+    """The model's input as a 28x28 greyscale PNG data URL."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    pixels = np.clip(np.rint(vector.reshape(28, 28) * 255), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _answer(probabilities: np.ndarray, card, top_k: int, vector: np.ndarray | None = None) -> dict:
     order = np.argsort(probabilities)[::-1][:top_k]
     best = int(order[0])
+    extra = {} if vector is None else {"input_image": input_image_url(vector)}
     return {
         "label": card.class_names[best],
         "index": best,
@@ -131,6 +151,7 @@ def _answer(probabilities: np.ndarray, card, top_k: int) -> dict:
             {"label": card.class_names[i], "probability": float(probabilities[i])} for i in order
         ],
         "model": card.tag,
+        **extra,
     }
 
 
@@ -139,24 +160,30 @@ ImagesField = Annotated[
     list[UploadFile], File(description=f"1 to {settings.MAX_BATCH_FILES} images, repeated field")
 ]
 TopKField = Annotated[int, Form(description="how many classes to list, 1 ... number of classes")]
+ReturnInputField = Annotated[
+    bool, Form(description="also return the preprocessed 28x28 image the model saw (input_image)")
+]
 
 
 def add_routes(route: str, what: str) -> None:
     """POST /<route>/predict and /<route>/predict_batch for one model."""
 
     @app.post(f"/{route}/predict", response_model=Prediction, responses=ERRORS,
-              summary=f"Classify one image of {what}", tags=[route], operation_id=f"{route}_predict")
-    async def predict(image: ImageField, top_k: TopKField = settings.DEFAULT_TOP_K) -> dict:
+              summary=f"Classify one image of {what}", tags=[route], operation_id=f"{route}_predict",
+              response_model_exclude_none=True)
+    async def predict(image: ImageField, top_k: TopKField = settings.DEFAULT_TOP_K,
+                      return_input: ReturnInputField = False) -> dict:
         card, forward = _classify(route)
         _check_top_k(top_k, len(card.class_names))
         vector = await _vector(await image.read(), card.preprocessing)
         probabilities = await forward(vector[None])
-        return _answer(probabilities[0], card, top_k)
+        return _answer(probabilities[0], card, top_k, vector if return_input else None)
 
     @app.post(f"/{route}/predict_batch", response_model=BatchPrediction, responses=ERRORS,
               summary=f"Classify up to {settings.MAX_BATCH_FILES} images of {what}", tags=[route],
-              operation_id=f"{route}_predict_batch")
-    async def predict_batch(images: ImagesField, top_k: TopKField = settings.DEFAULT_TOP_K) -> dict:
+              operation_id=f"{route}_predict_batch", response_model_exclude_none=True)
+    async def predict_batch(images: ImagesField, top_k: TopKField = settings.DEFAULT_TOP_K,
+                            return_input: ReturnInputField = False) -> dict:
         card, forward = _classify(route)
         _check_top_k(top_k, len(card.class_names))
         if not 1 <= len(images) <= settings.MAX_BATCH_FILES:
@@ -167,7 +194,12 @@ def add_routes(route: str, what: str) -> None:
             for i, upload in enumerate(images, start=1)
         ]
         probabilities = await forward(np.stack(vectors))
-        return {"model": card.tag, "predictions": [_answer(p, card, top_k) for p in probabilities]}
+        return {
+            "model": card.tag,
+            "predictions": [
+                _answer(p, card, top_k, v if return_input else None) for p, v in zip(probabilities, vectors)
+            ],
+        }
 
 
 for _route, _what in (("mnist", "a handwritten digit"), ("asl", "an American Sign Language letter")):

@@ -152,6 +152,22 @@ def test_non_multipart_bodies_are_400(server):
         assert response.status_code == 400 and "error" in response.json()
 
 
+def test_return_input_shows_what_the_model_saw(server, served_models):
+    response = post(server, "/mnist/predict", {"image": ("d.png", GOOD)}, {"return_input": "true"})
+    body = response.json()
+    assert "input_image" not in post(server, "/mnist/predict", {"image": ("d.png", GOOD)}).json()
+    prefix = "data:image/png;base64,"
+    assert body["input_image"].startswith(prefix)
+    import base64
+
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["input_image"][len(prefix):]))))
+    expected = image_to_vector(GOOD, "mnist_digit").reshape(28, 28)
+    assert seen.shape == (28, 28) and np.abs(seen / 255.0 - expected).max() <= 1 / 255 + 1e-6
+    batch = post(server, "/asl/predict_batch", [("images", ("a.png", GOOD))], {"return_input": "1"}).json()
+    assert batch["predictions"][0]["input_image"].startswith(prefix)
+    assert post(server, "/mnist/predict", {"image": ("d.png", GOOD)}, {"return_input": "maybe"}).status_code == 400
+
+
 def test_asl_top_k_goes_up_to_24(server):
     response = post(server, "/asl/predict", {"image": ("s.png", GOOD)}, {"top_k": "24"})
     assert response.status_code == 200 and len(response.json()["top_k"]) == 24
@@ -178,7 +194,7 @@ def test_bentoml_endpoints_and_openapi(server):
         for path, field in ((f"/{route}/predict", "image"), (f"/{route}/predict_batch", "images")):
             operation = spec["paths"][path]["post"]
             body = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].split("/")[-1]
-            assert set(spec["components"]["schemas"][body]["properties"]) == {field, "top_k"}
+            assert set(spec["components"]["schemas"][body]["properties"]) == {field, "top_k", "return_input"}
             assert {"200", "400", "413"} <= set(operation["responses"])
     assert spec["components"]["schemas"]["ErrorBody"]["properties"].keys() == {"error"}
 
