@@ -55,11 +55,15 @@ class ErrorBody(BaseModel):
 ERRORS = {
     400: {"model": ErrorBody, "description": "not a decodable image, missing or misnamed field, bad top_k"},
     413: {"model": ErrorBody, "description": "request body or image larger than the limits"},
+    503: {"model": ErrorBody, "description": "overloaded: the request could not be served within "
+          "the batching latency budget; retry (Retry-After)"},
     "4XX": {"model": ErrorBody, "description": "every client error has this shape (never 422)"},
 }
 
 
 class ClientError(Exception):
+    """An answer other than 200, with its status and message (client mistakes, and 503 busy)."""
+
     def __init__(self, status_code: int, message: str):
         super().__init__(message)
         self.status_code = status_code
@@ -78,7 +82,10 @@ app = FastAPI(
 
 @app.exception_handler(ClientError)
 async def _client_error(request: Request, exc: ClientError) -> JSONResponse:
-    return error_response(exc.status_code, str(exc))
+    response = error_response(exc.status_code, str(exc))
+    if exc.status_code == 503:
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 @app.exception_handler(RequestValidationError)
@@ -110,7 +117,16 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 def _classify(route: str):
     service = bentoml.get_current_service()
-    return service.cards[route], getattr(service.models.to_async, f"{route}_probabilities")
+    remote = getattr(service.models.to_async, f"{route}_probabilities")
+
+    async def forward(pixels: np.ndarray) -> np.ndarray:
+        try:
+            return await remote(pixels)
+        except bentoml.exceptions.ServiceUnavailable:
+            # adaptive batching sheds requests it cannot serve within max_latency_ms
+            raise ClientError(503, "the model is busy right now; retry in a moment") from None
+
+    return service.cards[route], forward
 
 
 def _check_top_k(top_k: int, num_classes: int) -> int:

@@ -15,6 +15,22 @@ from service.model_store import MODEL_FILE, reference
 MNIST = reference("mnist")
 ASL = reference("asl")
 
+# Batches are padded up to one of these sizes, so a backend that compiles per input shape (JAX,
+# XLA) compiles each once, at start-up, rather than for every new batch size under load.
+BUCKETS = tuple(2**i for i in range(12) if 2**i < settings.MAX_BATCH_SIZE) + (settings.MAX_BATCH_SIZE,)
+
+
+def forward(model, pixels: np.ndarray) -> np.ndarray:
+    """One plain forward pass over a batch, padded to the next bucket size."""
+    n = len(pixels)
+    size = next((b for b in BUCKETS if b >= n), None)
+    if size is None:  # a batch larger than the largest bucket: in bucket-sized slices
+        return np.concatenate([forward(model, pixels[i : i + BUCKETS[-1]]) for i in range(0, n, BUCKETS[-1])])
+    padded = np.zeros((size, pixels.shape[1]), np.float32)
+    padded[:n] = pixels
+    return np.asarray(model(padded, training=False))[:n]
+
+
 BATCHING = dict(batchable=True, batch_dim=0, max_batch_size=settings.MAX_BATCH_SIZE,
                 max_latency_ms=settings.MAX_LATENCY_MS)
 
@@ -37,14 +53,14 @@ class DenseModels:
         self.mnist = keras.saving.load_model(self.mnist_model.path_of(MODEL_FILE))
         self.asl = keras.saving.load_model(self.asl_model.path_of(MODEL_FILE))
         self.backend = keras.backend.backend()
-        for model in (self.mnist, self.asl):  # trace once so the first request is not slow
-            for n in (1, 8):
-                model(np.zeros((n, 784), np.float32), training=False)
+        for model in (self.mnist, self.asl):  # compile every bucket before the first request
+            for size in BUCKETS:
+                forward(model, np.zeros((size, 784), np.float32))
 
     @bentoml.api(**BATCHING)
     def mnist_probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return np.asarray(self.mnist(pixels, training=False))
+        return forward(self.mnist, pixels)
 
     @bentoml.api(**BATCHING)
     def asl_probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return np.asarray(self.asl(pixels, training=False))
+        return forward(self.asl, pixels)
