@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?=
 export DATA_DIR
 
-.PHONY: setup train train-missing serve test bench-train bento clean
+.PHONY: setup train train-missing serve test bench-train bench-uploads bento clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,9 @@ test: setup  ## the whole test suite (set DATA_DIR for the tests on real data)
 
 bench-train: setup  ## train both models with the defaults and write reports/bench/train.md
 	$(PY) -m training.bench
+
+bench-uploads: train-missing  ## accuracy on raw test images vs the same images dressed as real uploads
+	$(PY) -m preprocessing.benchmark
 
 bento: train-missing  ## build the Bento
 	$(VENV)/bin/bentoml build

@@ -263,3 +263,6 @@ class BodySizeLimit:
 
 
 app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
+
+from service.web_ui import mount_ui  # noqa: E402
+mount_ui(app)

@@ -6,6 +6,8 @@ It asks for a GPU; Keras runs on it when the backend finds one (TensorFlow with 
 
 from __future__ import annotations
 
+import logging
+
 import bentoml
 import numpy as np
 
@@ -17,6 +19,8 @@ ASL = reference("asl")
 
 # Batches are padded up to one of these sizes, so a backend that compiles per input shape (JAX,
 # XLA) compiles each once, at start-up, rather than for every new batch size under load.
+logger = logging.getLogger("bentoml.dense_models")
+
 BUCKETS = tuple(2**i for i in range(12) if 2**i < settings.MAX_BATCH_SIZE) + (settings.MAX_BATCH_SIZE,)
 
 
@@ -29,6 +33,23 @@ def forward(model, pixels: np.ndarray) -> np.ndarray:
     padded = np.zeros((size, pixels.shape[1]), np.float32)
     padded[:n] = pixels
     return np.asarray(model(padded, training=False))[:n]
+
+
+def _devices(backend: str) -> str:
+    """Where the backend will run the model (GPU when it sees one)."""
+    try:
+        if backend == "jax":
+            import jax
+
+            return ", ".join(str(d) for d in jax.devices())
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            return ", ".join(d.name for d in gpus) or "CPU"
+    except Exception as exc:  # reporting only; never block start-up
+        return f"unknown ({exc})"
+    return "unknown"
 
 
 BATCHING = dict(batchable=True, batch_dim=0, max_batch_size=settings.MAX_BATCH_SIZE,
@@ -53,6 +74,7 @@ class DenseModels:
         self.mnist = keras.saving.load_model(self.mnist_model.path_of(MODEL_FILE))
         self.asl = keras.saving.load_model(self.asl_model.path_of(MODEL_FILE))
         self.backend = keras.backend.backend()
+        logger.info("DenseModels: keras backend: %s; devices: %s", self.backend, _devices(self.backend))
         for model in (self.mnist, self.asl):  # compile every bucket before the first request
             for size in BUCKETS:
                 forward(model, np.zeros((size, 784), np.float32))

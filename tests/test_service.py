@@ -261,3 +261,20 @@ def test_missing_model_fails_startup_with_the_command(tmp_path):
                           timeout=120, env={**__import__("os").environ, "BENTOML_HOME": str(tmp_path)})
     assert done.returncode != 0
     assert "python -m training mnist" in done.stdout + done.stderr
+
+
+def test_serves_with_the_jax_backend(served_models, tmp_path):
+    """KERAS_BACKEND=jax (how a lent GPU machine without TensorFlow runs it) gives the same answers."""
+    pytest.importorskip("jax", reason="jax is not installed (pip install -e '.[dev]' brings it)")
+    jax_server = Server(env={"KERAS_BACKEND": "jax"}, log=tmp_path / "serve.log").wait_ready()
+    try:
+        model, _ = store.load_model(served_models["mnist"])
+        expected = np.asarray(model(image_to_vector(GOOD, "mnist_digit")[None]))[0]
+        body = post(jax_server, "/mnist/predict", {"image": ("d.png", GOOD)}).json()
+        assert body["index"] == int(expected.argmax())
+        assert body["confidence"] == pytest.approx(float(expected.max()), abs=1e-4)
+        assert "keras backend: jax" in jax_server.log()
+        results = [post(jax_server, "/asl/predict", {"image": ("d.png", GOOD)}).status_code for _ in range(3)]
+        assert results == [200, 200, 200]
+    finally:
+        jax_server.stop()

@@ -1,0 +1,243 @@
+"""The locust scenario: users who upload real digits and hand signs and check every answer.
+
+Mix per user (task weights): 45 % ``POST /mnist/predict``, 45 % ``/asl/predict``, 5 % each
+``/mnist/predict_batch`` and ``/asl/predict_batch`` with 2..10 images. Half of the single
+predictions ask for ``top_k`` = all classes, so that the probabilities must add up to 1.
+
+Client: locust's ``FastHttpUser`` (geventhttpclient), with the multipart body built here from
+pre-encoded parts; it costs about half the CPU per request of ``HttpUser`` (requests), measured
+in docs/loadtest.md, and on a 2-core box every cycle the load generator spends is taken from
+the server. ``LOADTEST_CLIENT=http`` switches to ``HttpUser`` to compare.
+
+Environment (set by ``python -m loadtest``; all optional):
+
+* ``LOADTEST_IMAGES`` and friends: where the images come from (see :mod:`loadtest.images`);
+* ``LOADTEST_USER_RATE``: requests per second per user (``constant_throughput``); unset: no wait
+  (closed loop, every user sends its next request as soon as the answer is in);
+* ``LOADTEST_SIDECAR``: a JSON file written at exit with status counts, failed checks and the
+  share of right answers per route (what locust's CSV cannot tell).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # locust imports this file by path
+
+from locust import FastHttpUser, HttpUser, constant, constant_throughput, events  # noqa: E402
+
+from loadtest.images import CLASSES, ImageSet, Upload, load_images  # noqa: E402
+
+BOUNDARY = "loadtest-boundary-5f3c9a1e7b2d4c60"
+CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+BATCH_SIZES = (2, 10)
+FULL_TOP_K_SHARE = 0.5
+TIMEOUT_S = 30.0
+
+
+def part_bytes(field: str, upload: Upload) -> bytes:
+    """One multipart file part (headers and content), ready to be joined into a body."""
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; "
+            f"filename=\"{upload.filename}\"\r\nContent-Type: {upload.content_type}\r\n\r\n")
+    return head.encode() + upload.data + b"\r\n"
+
+
+def field_bytes(name: str, value: str) -> bytes:
+    return f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode()
+
+
+END = f"--{BOUNDARY}--\r\n".encode()
+
+
+def multipart(parts: list[bytes], top_k: int | None) -> bytes:
+    """A multipart/form-data body from pre-built file parts, plus ``top_k`` when given."""
+    extra = [field_bytes("top_k", str(top_k))] if top_k is not None else []
+    return b"".join([*parts, *extra, END])
+
+
+class Scenario:
+    """The image set with pre-built parts, shared by all users of this process."""
+
+    def __init__(self, images: ImageSet):
+        self.images = images
+        self.single = {route: [(u, part_bytes("image", u)) for u in items] for route, items in images.uploads.items()}
+        self.batch = {route: [(u, part_bytes("images", u)) for u in items] for route, items in images.uploads.items()}
+
+
+_scenario: Scenario | None = None
+_scenario_lock = threading.Lock()
+
+
+def scenario() -> Scenario:
+    global _scenario
+    with _scenario_lock:
+        if _scenario is None:
+            _scenario = Scenario(load_images())
+        return _scenario
+
+
+# ---- answer checks ---------------------------------------------------------------------------
+
+class BadAnswer(Exception):
+    pass
+
+
+def check_prediction(body: dict, route: str, top_k: int) -> str:
+    """Raise BadAnswer unless ``body`` is a well-formed prediction of ``route``; returns its label."""
+    classes = CLASSES[route]
+    try:
+        label, index, confidence, entries = body["label"], body["index"], body["confidence"], body["top_k"]
+        model = body["model"]
+    except (KeyError, TypeError) as exc:
+        raise BadAnswer(f"missing field {exc}") from None
+    if label not in classes:
+        raise BadAnswer(f"label {label!r} is not a class of {route}")
+    if not isinstance(index, int) or not 0 <= index < len(classes) or classes[index] != label:
+        raise BadAnswer(f"index {index!r} does not name label {label!r}")
+    if not isinstance(model, str) or not model:
+        raise BadAnswer("no model name")
+    if len(entries) != top_k:
+        raise BadAnswer(f"{len(entries)} top_k entries, asked for {top_k}")
+    probabilities = [entry["probability"] for entry in entries]
+    if any(not (0.0 <= p <= 1.0) or math.isnan(p) for p in probabilities):
+        raise BadAnswer(f"probability out of 0..1: {probabilities}")
+    if probabilities != sorted(probabilities, reverse=True):
+        raise BadAnswer("top_k is not sorted by probability")
+    if entries[0]["label"] != label or abs(probabilities[0] - confidence) > 1e-6:
+        raise BadAnswer("top_k[0] is not the label and its confidence")
+    if any(entry["label"] not in classes for entry in entries):
+        raise BadAnswer("a top_k label is not a class")
+    total = sum(probabilities)
+    if top_k == len(classes) and abs(total - 1.0) > 1e-3:
+        raise BadAnswer(f"probabilities of all classes sum to {total:.6f}, not 1")
+    if total > 1.0 + 1e-3:
+        raise BadAnswer(f"top_k probabilities sum to {total:.6f} > 1")
+    return label
+
+
+class Tally:
+    """Counts shared by the users of this process, written to ``LOADTEST_SIDECAR`` at exit."""
+
+    def __init__(self):
+        self.status: dict[str, int] = {}
+        self.bad_answers: dict[str, int] = {}
+        self.right: dict[str, list[int]] = {route: [0, 0] for route in CLASSES}
+        self.images = 0
+
+    def answer(self, route: str, truth: str | None, label: str) -> None:
+        self.images += 1
+        if truth is not None:
+            self.right[route][1] += 1
+            self.right[route][0] += label == truth
+
+    def as_dict(self) -> dict:
+        return {"status": self.status, "bad_answers": self.bad_answers, "images": self.images,
+                "accuracy": {route: {"right": r, "of": n, "share": (r / n if n else None)}
+                             for route, (r, n) in self.right.items()},
+                "image_source": scenario().images.describe() if _scenario else None}
+
+
+tally = Tally()
+
+
+@events.request.add_listener
+def _count_status(response=None, exception=None, **_):
+    code = getattr(response, "status_code", None) if response is not None else None
+    key = str(code or 0)  # 0: no HTTP answer at all (connection refused, timeout)
+    tally.status[key] = tally.status.get(key, 0) + 1
+
+
+@events.test_start.add_listener
+def _load_images(environment, **_):
+    scenario()  # build (or read from the cache) before the first user starts
+
+
+@events.quitting.add_listener
+def _write_sidecar(environment, **_):
+    path = os.environ.get("LOADTEST_SIDECAR")
+    if path:
+        Path(path).write_text(json.dumps(tally.as_dict(), indent=1))
+
+
+# ---- the users -------------------------------------------------------------------------------
+
+def _wait_time():
+    rate = os.environ.get("LOADTEST_USER_RATE")
+    return constant_throughput(float(rate)) if rate else constant(0)
+
+
+class Uploads:
+    """The tasks, shared by the FastHttpUser and HttpUser flavours."""
+
+    def _post(self, path: str, name: str, body: bytes, route: str, expect) -> None:
+        with self.client.post(path, data=body, headers={"Content-Type": CONTENT_TYPE}, name=name,
+                              catch_response=True, timeout=TIMEOUT_S) as response:
+            if response.status_code != 200:
+                text = (response.text or "")[:200] if response.status_code else str(response.error)
+                response.failure(f"HTTP {response.status_code}: {text}")
+                return
+            try:
+                expect(response.json())
+            except BadAnswer as exc:
+                tally.bad_answers[name] = tally.bad_answers.get(name, 0) + 1
+                response.failure(f"bad answer: {exc}")
+            except ValueError as exc:  # not JSON
+                tally.bad_answers[name] = tally.bad_answers.get(name, 0) + 1
+                response.failure(f"bad answer: not JSON ({exc})")
+
+    def _predict(self, route: str) -> None:
+        upload, part = random.choice(scenario().single[route])
+        top_k = len(CLASSES[route]) if random.random() < FULL_TOP_K_SHARE else None
+
+        def expect(body):
+            tally.answer(route, upload.label, check_prediction(body, route, top_k or 3))
+
+        self._post(f"/{route}/predict", f"/{route}/predict", multipart([part], top_k), route, expect)
+
+    def _predict_batch(self, route: str) -> None:
+        chosen = random.sample(scenario().batch[route], random.randint(*BATCH_SIZES))
+        top_k = len(CLASSES[route])
+
+        def expect(body):
+            predictions = body.get("predictions") if isinstance(body, dict) else None
+            if not isinstance(predictions, list) or len(predictions) != len(chosen):
+                raise BadAnswer(f"expected {len(chosen)} predictions")
+            for (upload, _), prediction in zip(chosen, predictions):
+                tally.answer(route, upload.label, check_prediction(prediction, route, top_k))
+
+        body = multipart([part for _, part in chosen], top_k)
+        self._post(f"/{route}/predict_batch", f"/{route}/predict_batch", body, route, expect)
+
+    def mnist(self):
+        self._predict("mnist")
+
+    def asl(self):
+        self._predict("asl")
+
+    def mnist_batch(self):
+        self._predict_batch("mnist")
+
+    def asl_batch(self):
+        self._predict_batch("asl")
+
+
+#: task -> weight (locust does not collect @task methods from a mixin, so they are listed here)
+TASKS = {Uploads.mnist: 45, Uploads.asl: 45, Uploads.mnist_batch: 5, Uploads.asl_batch: 5}
+
+
+if os.environ.get("LOADTEST_CLIENT", "fast") == "http":
+    class Uploader(Uploads, HttpUser):
+        wait_time = _wait_time()
+        tasks = TASKS
+else:
+    class Uploader(Uploads, FastHttpUser):
+        wait_time = _wait_time()
+        tasks = TASKS
+        connection_timeout = TIMEOUT_S
+        network_timeout = TIMEOUT_S

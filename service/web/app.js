@@ -1,0 +1,492 @@
+/* Digits and signs: the page that tries the two models.
+ *
+ * Plain JavaScript, no dependencies, no build step. It talks only to this service's own API,
+ * with URLs relative to the page (/ui/ -> ../mnist/predict), so it works offline and behind a
+ * proxy that adds a path prefix. Answers: {label, index, confidence, top_k, model, input_image};
+ * errors: 4xx/503 with {"error": "..."}.
+ */
+"use strict";
+
+(() => {
+  const TOP_K = 5;
+  const PEN_WIDTH = 0.08; // of the canvas side: thick strokes, like MNIST's after the 20x20 fit
+  const SNAPSHOT_SIDE = 480; // camera snapshots are cropped to a square and shrunk to this
+
+  const $ = (selector, root = document) => root.querySelector(selector);
+  const apiUrl = (route) => new URL(`../${route}/predict`, document.baseURI).href;
+
+  const percent = (p) => {
+    if (p > 0 && p < 0.0005) return "<0.1\u00a0%";
+    if (p < 1 && p >= 0.9995) return ">99.9\u00a0%";
+    return `${(p * 100).toFixed(1)}\u00a0%`;
+  };
+
+  // ------------------------------------------------------------------ one model's panel + answer
+
+  class Panel {
+    constructor(section) {
+      this.section = section;
+      this.route = section.dataset.route;
+      this.idleText = section.dataset.idle;
+      $(".result-slot", section).replaceWith($("#result-template").content.cloneNode(true));
+      this.result = $(".result", section);
+      this.status = $(".status", this.result);
+      this.error = $(".error", this.result);
+      this.answer = $(".answer", this.result);
+      this.original = $(".original", this.result);
+      this.seq = 0; // answers to anything but the latest request are dropped
+      this.inFlight = 0;
+      this.previewUrl = null;
+      $('[data-field="original"]', this.result).addEventListener("error", () => {
+        this.original.hidden = true; // not an image the browser can show (the API says why)
+      });
+      this.reset();
+    }
+
+    field(name) {
+      return $(`[data-field="${name}"]`, this.result);
+    }
+
+    setBusy(busy) {
+      this.result.classList.toggle("busy", busy);
+      this.answer.setAttribute("aria-busy", String(busy));
+    }
+
+    setPreview(url) {
+      if (this.previewUrl) URL.revokeObjectURL(this.previewUrl);
+      this.previewUrl = url;
+    }
+
+    reset() {
+      this.seq += 1;
+      this.setBusy(false);
+      this.setPreview(null);
+      this.status.textContent = this.idleText;
+      this.error.hidden = true;
+      this.answer.hidden = true;
+    }
+
+    /** Send one image; `source` names it for the user ("your drawing", "the file “x.png”"). */
+    async predict(blob, filename, source, previewUrl = null) {
+      const seq = ++this.seq;
+      this.inFlight += 1;
+      this.setBusy(true);
+      this.status.textContent = `Asking the model about ${source}…`;
+      const form = new FormData();
+      form.append("image", blob, filename);
+      form.append("top_k", String(TOP_K));
+      form.append("return_input", "true");
+      let outcome;
+      try {
+        const response = await fetch(apiUrl(this.route), {
+          method: "POST",
+          body: form,
+          headers: { Accept: "application/json" },
+        });
+        const body = await readJson(response);
+        if (response.ok && body && typeof body.label === "string" && Array.isArray(body.top_k)) {
+          outcome = { answer: body };
+        } else {
+          outcome = { error: errorMessage(response, body), status: response.status };
+        }
+      } catch (err) {
+        outcome = {
+          error: "Could not reach the service. Is it still running? " +
+            `(${err && err.message ? err.message : err})`,
+        };
+      } finally {
+        this.inFlight -= 1;
+      }
+      if (seq !== this.seq) {
+        // a newer request, or Clear, took over
+        if (previewUrl) URL.revokeObjectURL(previewUrl);
+        return;
+      }
+      this.setBusy(false);
+      this.setPreview(previewUrl);
+      if (outcome.answer) this.showAnswer(outcome.answer, source);
+      else this.showError(outcome.error, outcome.status, source);
+    }
+
+    showAnswer(answer, source) {
+      const what = this.route === "asl" ? "the letter" : "the digit";
+      const sure = percent(answer.confidence);
+      this.error.hidden = true;
+      // visible: "Answer for your drawing"; read out: the whole answer
+      const spoken = document.createElement("span");
+      spoken.className = "visually-hidden";
+      spoken.textContent = `: ${what} ${answer.label}, ${sure} sure.`;
+      this.status.replaceChildren(`Answer for ${source}`, spoken);
+      this.field("label").textContent = answer.label;
+      this.field("sentence").textContent = `It is ${what} ${answer.label}`;
+      this.field("confidence").textContent = `${sure} sure`;
+      this.field("model").textContent = answer.model;
+
+      const bars = this.field("bars");
+      bars.replaceChildren();
+      for (const entry of answer.top_k) {
+        const item = document.createElement("li");
+        const label = document.createElement("span");
+        label.className = "bar-label";
+        label.textContent = entry.label;
+        const track = document.createElement("span");
+        track.className = "bar-track";
+        track.setAttribute("aria-hidden", "true");
+        const fill = document.createElement("span");
+        fill.className = "bar-fill";
+        fill.style.width = `${Math.max(0, Math.min(1, entry.probability)) * 100}%`;
+        track.append(fill);
+        const value = document.createElement("span");
+        value.className = "bar-value";
+        value.textContent = percent(entry.probability);
+        item.append(label, track, value);
+        bars.append(item);
+      }
+
+      const seen = this.field("seen");
+      if (answer.input_image) {
+        seen.src = answer.input_image;
+        seen.alt = `The 28 by 28 pixel image the model saw for ${source}`;
+        seen.closest("figure").hidden = false;
+      } else {
+        seen.closest("figure").hidden = true;
+      }
+      const original = this.field("original");
+      if (this.previewUrl) {
+        original.src = this.previewUrl;
+        original.alt = `Your image: ${source}`;
+        this.original.hidden = false;
+      } else {
+        original.removeAttribute("src");
+        this.original.hidden = true;
+      }
+      this.answer.hidden = false;
+    }
+
+    showError(message, status, source) {
+      this.answer.hidden = true;
+      this.status.textContent = `No answer for ${source}.`;
+      const title = document.createElement("p");
+      title.className = "error-title";
+      title.textContent = status ? `The service refused it (HTTP ${status})` : "Something went wrong";
+      const text = document.createElement("p");
+      text.className = "error-message";
+      text.textContent = message;
+      this.error.replaceChildren(title, text);
+      this.error.hidden = false;
+    }
+  }
+
+  async function readJson(response) {
+    const text = await response.text();
+    try {
+      return JSON.parse(text);
+    } catch {
+      return null;
+    }
+  }
+
+  function errorMessage(response, body) {
+    if (body && typeof body.error === "string" && body.error) {
+      const message = body.error.charAt(0).toUpperCase() + body.error.slice(1);
+      return /[.!?]$/.test(message) ? message : `${message}.`;
+    }
+    if (response.ok) return "The service sent an answer this page does not understand.";
+    const known = {
+      404: "The prediction route was not found: is this page served by the digits-and-signs service?",
+      413: "The image is larger than the service accepts.",
+      503: "The model is busy right now; try again in a moment.",
+    };
+    return known[response.status] ||
+      `The service answered ${response.status} ${response.statusText || ""}`.trim() + ".";
+  }
+
+  const digits = new Panel($("#panel-digits"));
+  const signs = new Panel($("#panel-signs"));
+  const panelOf = { "panel-digits": digits, "panel-signs": signs };
+
+  // ------------------------------------------------------------------ files: picker, drop, paste
+
+  function sendFile(panel, file) {
+    const name = file.name || "pasted image";
+    panel.predict(file, name, `the file “${name}”`, URL.createObjectURL(file));
+  }
+
+  const hasFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+
+  for (const panel of [digits, signs]) {
+    const input = $('input[type="file"]', panel.section);
+    input.addEventListener("change", () => {
+      if (input.files && input.files[0]) sendFile(panel, input.files[0]);
+      input.value = ""; // choosing the same file again sends it again
+    });
+    const zone = $("[data-drop]", panel.section);
+    // the whole panel accepts a dropped file; the drop zone lights up
+    let depth = 0;
+    panel.section.addEventListener("dragenter", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      depth += 1;
+      zone.classList.add("dragging");
+    });
+    panel.section.addEventListener("dragover", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+    });
+    panel.section.addEventListener("dragleave", () => {
+      depth = Math.max(0, depth - 1);
+      if (depth === 0) zone.classList.remove("dragging");
+    });
+    panel.section.addEventListener("drop", (event) => {
+      event.preventDefault();
+      depth = 0;
+      zone.classList.remove("dragging");
+      const file = event.dataTransfer && event.dataTransfer.files[0];
+      if (file) sendFile(panel, file);
+      else panel.showError("Drop an image file from your computer (images dragged from other web pages are not files).", 0, "the dropped item");
+    });
+  }
+  // a file dropped next to the panels must not replace the page with the image
+  for (const type of ["dragover", "drop"]) {
+    window.addEventListener(type, (event) => {
+      if (hasFiles(event)) event.preventDefault();
+    });
+  }
+  document.addEventListener("paste", (event) => {
+    const items = event.clipboardData ? [...event.clipboardData.items] : [];
+    const item = items.find((i) => i.kind === "file" && i.type.startsWith("image/"));
+    const file = item && item.getAsFile();
+    if (!file) return;
+    event.preventDefault();
+    sendFile(activePanel(), file);
+  });
+
+  // ------------------------------------------------------------------ drawing pad (pointer events)
+
+  const canvas = $("#digit-canvas");
+  const pad = canvas.getContext("2d");
+  const live = $("#digit-live");
+  let stroke = null; // {id, last}
+  let inked = false;
+  let lastLiveSend = 0;
+
+  function clearPad() {
+    pad.fillStyle = "#fff";
+    pad.fillRect(0, 0, canvas.width, canvas.height);
+    pad.fillStyle = "#000";
+    pad.strokeStyle = "#000";
+    pad.lineWidth = canvas.width * PEN_WIDTH;
+    pad.lineCap = "round";
+    pad.lineJoin = "round";
+    inked = false;
+  }
+
+  function canvasPoint(event) {
+    const box = canvas.getBoundingClientRect();
+    return {
+      x: ((event.clientX - box.left) * canvas.width) / box.width,
+      y: ((event.clientY - box.top) * canvas.height) / box.height,
+    };
+  }
+
+  function dot(p) {
+    pad.beginPath();
+    pad.arc(p.x, p.y, pad.lineWidth / 2, 0, 2 * Math.PI);
+    pad.fill();
+  }
+
+  function lineTo(p) {
+    pad.beginPath();
+    pad.moveTo(stroke.last.x, stroke.last.y);
+    pad.lineTo(p.x, p.y);
+    pad.stroke();
+    stroke.last = p;
+  }
+
+  function sendDrawing() {
+    if (!inked) return;
+    canvas.toBlob((blob) => {
+      if (blob) digits.predict(blob, "drawing.png", "your drawing");
+    }, "image/png");
+  }
+
+  canvas.addEventListener("pointerdown", (event) => {
+    if (stroke || (event.pointerType === "mouse" && event.button !== 0)) return;
+    event.preventDefault();
+    canvas.setPointerCapture(event.pointerId);
+    stroke = { id: event.pointerId, last: canvasPoint(event) };
+    dot(stroke.last);
+    inked = true;
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!stroke || event.pointerId !== stroke.id) return;
+    event.preventDefault();
+    const coalesced = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+    for (const e of coalesced.length ? coalesced : [event]) lineTo(canvasPoint(e));
+    const now = performance.now();
+    if (live.checked && digits.inFlight === 0 && now - lastLiveSend > 150) {
+      lastLiveSend = now;
+      sendDrawing();
+    }
+  });
+  const endStroke = (event) => {
+    if (!stroke || event.pointerId !== stroke.id) return;
+    stroke = null;
+    sendDrawing(); // on release, always: the final answer for the whole drawing
+  };
+  canvas.addEventListener("pointerup", endStroke);
+  canvas.addEventListener("pointercancel", endStroke);
+  canvas.addEventListener("lostpointercapture", endStroke);
+  canvas.addEventListener("contextmenu", (event) => event.preventDefault());
+
+  $("#digit-clear").addEventListener("click", () => {
+    clearPad();
+    digits.reset();
+  });
+  clearPad();
+
+  // ------------------------------------------------------------------ camera (where allowed)
+
+  const camera = (() => {
+    const view = $(".camera-view");
+    const video = $("#sign-video");
+    const guide = $(".camera-guide");
+    const note = $("#camera-note");
+    const startButton = $("#camera-start");
+    const snapButton = $("#camera-snap");
+    const stopButton = $("#camera-stop");
+    const helpText = note.textContent;
+    let stream = null;
+
+    const supported = !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+    if (!supported) {
+      startButton.disabled = true;
+      note.textContent = "The camera is not available on this page: browsers allow it only on " +
+        "https:// addresses or on localhost. Choose a photo instead.";
+    }
+
+    function showing(on) {
+      view.hidden = !on;
+      startButton.hidden = on;
+      snapButton.hidden = !on;
+      stopButton.hidden = !on;
+    }
+
+    function placeGuide() {
+      const w = video.videoWidth;
+      const h = video.videoHeight;
+      if (!w || !h) return;
+      const side = Math.min(w, h);
+      guide.style.width = `${(side / w) * 100}%`;
+      guide.style.height = `${(side / h) * 100}%`;
+      guide.style.left = `${((w - side) / 2 / w) * 100}%`;
+      guide.style.top = `${((h - side) / 2 / h) * 100}%`;
+    }
+    video.addEventListener("loadedmetadata", placeGuide);
+    video.addEventListener("resize", placeGuide);
+
+    function problem(err) {
+      const name = err && err.name;
+      if (name === "NotAllowedError" || name === "SecurityError") {
+        return "The camera permission was refused. Allow the camera for this page in the browser, or choose a photo.";
+      }
+      if (name === "NotFoundError" || name === "OverconstrainedError") return "No camera was found. Choose a photo instead.";
+      if (name === "NotReadableError") return "The camera is in use by another program.";
+      return `The camera could not be started (${name || err}).`;
+    }
+
+    async function start() {
+      if (!supported || stream) return;
+      note.textContent = "Starting the camera…";
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({
+          video: { facingMode: "user", width: { ideal: 640 }, height: { ideal: 480 } },
+          audio: false,
+        });
+        video.srcObject = stream;
+        await video.play();
+        showing(true);
+        note.textContent = helpText;
+        snapButton.focus();
+      } catch (err) {
+        stop();
+        note.textContent = problem(err);
+      }
+    }
+
+    function stop() {
+      const wasOn = !!stream;
+      if (stream) stream.getTracks().forEach((track) => track.stop());
+      stream = null;
+      video.srcObject = null;
+      if (wasOn) {
+        const hadFocus = view.parentElement.contains(document.activeElement);
+        showing(false);
+        if (hadFocus) startButton.focus();
+      }
+    }
+
+    function snap() {
+      const w = video.videoWidth;
+      const h = video.videoHeight;
+      if (!stream || !w || !h) return;
+      const side = Math.min(w, h);
+      const out = Math.min(side, SNAPSHOT_SIDE);
+      const shot = document.createElement("canvas");
+      shot.width = out;
+      shot.height = out;
+      shot.getContext("2d").drawImage(video, (w - side) / 2, (h - side) / 2, side, side, 0, 0, out, out);
+      shot.toBlob((blob) => {
+        if (blob) signs.predict(blob, "snapshot.jpg", "the camera snapshot", URL.createObjectURL(blob));
+      }, "image/jpeg", 0.92);
+    }
+
+    startButton.addEventListener("click", start);
+    stopButton.addEventListener("click", stop);
+    snapButton.addEventListener("click", snap);
+    window.addEventListener("pagehide", stop);
+    return { stop };
+  })();
+
+  // ------------------------------------------------------------------ tabs (WAI-ARIA tabs pattern)
+
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+
+  function activePanel() {
+    const tab = tabs.find((t) => t.getAttribute("aria-selected") === "true");
+    return panelOf[tab.getAttribute("aria-controls")];
+  }
+
+  function selectTab(tab, { focus = true, remember = true } = {}) {
+    for (const t of tabs) {
+      const selected = t === tab;
+      t.setAttribute("aria-selected", String(selected));
+      t.tabIndex = selected ? 0 : -1;
+      document.getElementById(t.getAttribute("aria-controls")).hidden = !selected;
+    }
+    if (focus) tab.focus();
+    if (remember) history.replaceState(null, "", `#${tab.id.replace(/^tab-/, "")}`);
+    if (panelOf[tab.getAttribute("aria-controls")] !== signs) camera.stop();
+  }
+
+  tabs.forEach((tab, i) => {
+    tab.addEventListener("click", () => selectTab(tab));
+    tab.addEventListener("keydown", (event) => {
+      const next = {
+        ArrowRight: tabs[(i + 1) % tabs.length],
+        ArrowLeft: tabs[(i - 1 + tabs.length) % tabs.length],
+        Home: tabs[0],
+        End: tabs[tabs.length - 1],
+      }[event.key];
+      if (next) {
+        event.preventDefault();
+        selectTab(next);
+      }
+    });
+  });
+
+  const fromHash = document.getElementById(`tab-${location.hash.slice(1)}`);
+  selectTab(tabs.includes(fromHash) ? fromHash : tabs[0], { focus: false, remember: false });
+  document.documentElement.dataset.ready = "true"; // for the end-to-end tests
+})();

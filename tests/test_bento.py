@@ -1,0 +1,66 @@
+"""The Bento: `bentoml build` packages the service and both models; the built Bento serves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import bentoml
+import pytest
+import requests
+import yaml
+
+from servers import BENTOML, REPO, Server
+from test_service import GOOD
+
+
+def build(bentofile: str = "bentofile.yaml") -> bentoml.Bento:
+    done = subprocess.run([BENTOML, "build", "-f", bentofile, "--output", "tag"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tag = done.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    return bentoml.get(tag)
+
+
+@pytest.fixture(scope="module")
+def cpu_bento(served_models):
+    return build()
+
+
+def test_bento_holds_service_models_and_pinned_packages(cpu_bento, served_models):
+    root = cpu_bento.path
+    info = yaml.safe_load(open(os.path.join(root, "bento.yaml")))
+    assert {m["tag"] for m in info["models"]} == set(served_models.values())
+    src = os.listdir(os.path.join(root, "src"))
+    assert {"service", "preprocessing"} <= set(src) and "training" not in src and "tests" not in src
+    requirements = open(os.path.join(root, "env", "python", "requirements.txt")).read()
+    for pin in ("tensorflow-cpu==2.21.0", "keras==3.15.1", "bentoml==1.4.30", "pillow==13.0.0"):
+        assert pin in requirements
+    dockerfile = open(os.path.join(root, "env", "docker", "Dockerfile")).read()
+    assert "FROM python:3.11-slim" in dockerfile and "EXPOSE 3000" in dockerfile
+    assert "requirements.txt" in dockerfile and "entrypoint.sh" in dockerfile
+
+
+def test_built_bento_serves_the_same_answers(cpu_bento, server, tmp_path):
+    """Serve the built Bento (not the source tree: another working directory) and compare."""
+    built = Server(str(cpu_bento.tag), cwd=tmp_path, log=tmp_path / "serve.log").wait_ready()
+    try:
+        for route in ("mnist", "asl"):
+            files = {"image": ("d.png", GOOD, "image/png")}
+            from_bento = requests.post(f"{built.url}/{route}/predict", files=files, timeout=30).json()
+            from_source = requests.post(f"{server.url}/{route}/predict", files=files, timeout=30).json()
+            assert from_bento["model"] == from_source["model"]
+            assert from_bento["label"] == from_source["label"]
+            assert from_bento["confidence"] == pytest.approx(from_source["confidence"], abs=1e-5)
+        bad = requests.post(f"{built.url}/mnist/predict", files={"image": ("x", b"nope")}, timeout=30)
+        assert bad.status_code == 400 and "error" in bad.json()
+    finally:
+        built.stop()
+
+
+def test_gpu_variant_builds_on_a_cuda_image(served_models):
+    bento = build("bentofile.gpu.yaml")
+    dockerfile = open(os.path.join(bento.path, "env", "docker", "Dockerfile")).read()
+    assert "FROM nvidia/cuda:12" in dockerfile
+    requirements = open(os.path.join(bento.path, "env", "python", "requirements.txt")).read()
+    assert "tensorflow[and-cuda]==2.21.0" in requirements

@@ -1,0 +1,505 @@
+"""End-to-end tests of the web page (service/web/, mounted by service/web_ui.py) in a real browser.
+
+Debian's Chromium (/usr/bin/chromium, never a Playwright browser download) driven by Playwright,
+against the session's real `bentoml serve` (fixture `server`). The tests draw with real pointer
+events (mouse, and touch on a phone-sized screen), upload and drop images, use a fake webcam,
+trigger API errors, and save screenshots under reports/ui/.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image, ImageDraw
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+if not CHROMIUM.is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)", allow_module_level=True)
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is missing: pip install -e '.[dev]'"
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHOTS = REPO / "reports" / "ui"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    # a fake camera that the page may use without a permission prompt (the webcam test)
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+]
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+PHONE = {"viewport": {"width": 375, "height": 740}, "device_scale_factor": 2, "is_mobile": True,
+         "has_touch": True}
+TOP_K = 5  # what the page asks for
+ASL_LETTERS = [chr(ord("A") + i) for i in range(25) if i != 9]
+
+# digits as strokes in canvas fractions (0..1)
+SEVEN = [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]]
+ONE = [[(0.52, 0.15), (0.48, 0.85)]]
+ZERO = [[(0.5 + 0.22 * math.sin(t), 0.5 - 0.33 * math.cos(t)) for t in np.linspace(0, 2 * math.pi, 40)]]
+
+
+def real_models() -> bool:
+    """Whether the session's models were trained on the real data sets (see conftest.served_models)."""
+    value = os.environ.get("DATA_DIR")
+    return bool(value) and (Path(value) / "mnist.npz").is_file()
+
+
+@dataclass
+class Tab:
+    """A page plus what it did: uncaught errors, console errors, and every URL it requested."""
+
+    page: object
+    base: str
+    problems: list = field(default_factory=list)
+    urls: list = field(default_factory=list)
+
+    def check_clean(self) -> None:
+        assert not self.problems, self.problems
+        outside = [u for u in self.urls if not u.startswith((self.base, "data:", "blob:"))]
+        assert not outside, f"the page fetched from elsewhere: {outside}"
+
+    def shot(self, name: str, full_page: bool = True) -> Path:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / name
+        self.page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser, server):
+    contexts = []
+
+    def open_(path: str = "/", **options) -> Tab:
+        context = browser.new_context(base_url=server.url, **{**DESKTOP, **options})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        tab = Tab(page, server.url)
+        page.on("pageerror", lambda error: tab.problems.append(f"uncaught: {error}"))
+        page.on("console", lambda message: tab.problems.append(f"console: {message.text}")
+                if message.type == "error" and "Failed to load resource" not in message.text else None)
+        page.on("request", lambda request: tab.urls.append(request.url))
+        page.goto(path)
+        page.wait_for_selector("html[data-ready=true]")
+        return tab
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def polyline(points, step: float = 4.0):
+    """Points every `step` pixels along the polyline."""
+    out = [points[0]]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        n = max(1, int(math.hypot(x1 - x0, y1 - y0) / step))
+        out += [(x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(1, n + 1)]
+    return out
+
+
+def canvas_points(page, stroke):
+    canvas = page.locator("#digit-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    return polyline([(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke])
+
+
+def mouse_draw(page, strokes, pause_ms: int = 0):
+    """Draw with the mouse (Chromium turns it into pointerdown/move/up, pointerType 'mouse')."""
+    for stroke in strokes:
+        points = canvas_points(page, stroke)
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for i, point in enumerate(points[1:]):
+            page.mouse.move(*point)
+            if pause_ms and i % 5 == 0:
+                page.wait_for_timeout(pause_ms)
+        page.mouse.up()
+
+
+def touch_draw(page, strokes):
+    """Draw with a finger: raw CDP touch events, which Chromium turns into pointerType 'touch'."""
+    cdp = page.context.new_cdp_session(page)
+    for stroke in strokes:
+        points = canvas_points(page, stroke)
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [
+            {"x": points[0][0], "y": points[0][1]}]})
+        for x, y in points[1:]:
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
+def expect_prediction(page, route: str):
+    return page.expect_response(lambda r: r.url.endswith(f"/{route}/predict") and r.request.method == "POST")
+
+
+def shown_answer(page, panel: str) -> dict:
+    """What the page shows in a panel's answer, read from the DOM."""
+    answer = page.locator(f"#{panel} .answer")
+    answer.wait_for(state="visible")
+    page.wait_for_function(f"!document.querySelector('#{panel} .result').classList.contains('busy')")
+    return page.evaluate(
+        """(panel) => {
+            const root = document.querySelector('#' + panel + ' .result');
+            const rows = [...root.querySelectorAll('.bars li')];
+            const seen = root.querySelector('[data-field=seen]');
+            return {
+                label: root.querySelector('[data-field=label]').textContent,
+                status: root.querySelector('.status').textContent,
+                model: root.querySelector('[data-field=model]').textContent,
+                bars: rows.map(li => ({
+                    label: li.querySelector('.bar-label').textContent,
+                    value: li.querySelector('.bar-value').textContent,
+                    fraction: li.querySelector('.bar-fill').getBoundingClientRect().width
+                              / li.querySelector('.bar-track').getBoundingClientRect().width,
+                })),
+                seen: {width: seen.naturalWidth, height: seen.naturalHeight, complete: seen.complete,
+                       src: seen.getAttribute('src')},
+                originalShown: !root.querySelector('.original').hidden,
+            };
+        }""",
+        panel,
+    )
+
+
+def check_answer_matches_api(shown: dict, body: dict, tag: str, labels: list[str]) -> None:
+    assert shown["label"] == body["label"] and body["label"] in labels
+    assert body["label"] in shown["status"]
+    assert shown["model"] == body["model"] == tag
+    assert [bar["label"] for bar in shown["bars"]] == [e["label"] for e in body["top_k"]]
+    assert len(shown["bars"]) == TOP_K
+    for bar, entry in zip(shown["bars"], body["top_k"]):
+        assert bar["value"].endswith("%")
+        assert abs(bar["fraction"] - entry["probability"]) < 0.03, (bar, entry)
+    assert shown["seen"]["src"] == body["input_image"]
+    assert (shown["seen"]["width"], shown["seen"]["height"]) == (28, 28)
+
+
+def drop_file(page, panel: str, data: bytes, name: str, mime: str) -> None:
+    """Drag-and-drop a file onto an element: a DataTransfer with a File, dragenter + drop events."""
+    transfer = page.evaluate_handle(
+        """([b64, name, mime]) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, {type: mime}));
+            return transfer;
+        }""",
+        [base64.b64encode(data).decode("ascii"), name, mime],
+    )
+    zone = f"#{panel} .drop"
+    page.dispatch_event(zone, "dragenter", {"dataTransfer": transfer})
+    assert "dragging" in page.get_attribute(zone, "class")  # the drop zone lights up
+    page.dispatch_event(zone, "drop", {"dataTransfer": transfer})
+    assert "dragging" not in page.get_attribute(zone, "class")
+
+
+def sign_photo() -> bytes:
+    """A synthetic 'photo': a light hand-like blob on a darker, uneven background, 360x300 RGB."""
+    image = Image.new("RGB", (360, 300), (70, 80, 95))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((120, 90, 240, 260), fill=(225, 190, 160))
+    for i in range(4):
+        draw.rounded_rectangle((128 + 28 * i, 20, 148 + 28 * i, 140), radius=9, fill=(225, 190, 160))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------ the page, its links, its tabs
+
+
+def test_root_opens_the_page_and_the_openapi_page_is_linked(open_page, server):
+    tab = open_page("/")
+    page = tab.page
+    assert page.url == f"{server.url}/ui/"
+    assert page.title().startswith("Digits and signs")
+    assert page.get_by_role("tab", name="Digits").get_attribute("aria-selected") == "true"
+    assert page.locator("#panel-digits").is_visible() and page.locator("#panel-signs").is_hidden()
+    # /ui without the slash, and the API spec does not list the page's routes
+    assert requests.get(f"{server.url}/ui", timeout=10).url == f"{server.url}/ui/"
+    spec = requests.get(f"{server.url}/docs.json", timeout=10).json()
+    assert not {"/", "/ui", "/ui/", "/docs"} & set(spec["paths"])
+    # the OpenAPI page moved from / to /docs, linked from the page, rendered from local assets
+    page.get_by_role("link", name="API reference (OpenAPI)").click()
+    page.wait_for_url(f"{server.url}/docs")
+    page.locator(".opblock-summary-path", has_text="/mnist/predict").first.wait_for()
+    assert page.locator(".opblock-summary-path", has_text="/asl/predict_batch").count() == 1
+    tab.shot("openapi-docs.png", full_page=False)
+    tab.check_clean()
+
+
+def test_tabs_follow_the_keyboard_and_every_control_is_labelled(open_page, server):
+    tab = open_page("/ui/")
+    page = tab.page
+    digits, signs = page.locator("#tab-digits"), page.locator("#tab-signs")
+    page.keyboard.press("Tab")  # the skip link comes first
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+    digits.focus()
+    page.keyboard.press("ArrowRight")
+    assert signs.get_attribute("aria-selected") == "true" and signs.get_attribute("tabindex") == "0"
+    assert digits.get_attribute("aria-selected") == "false" and digits.get_attribute("tabindex") == "-1"
+    assert page.evaluate("document.activeElement.id") == "tab-signs"
+    assert page.locator("#panel-signs").is_visible() and page.locator("#panel-digits").is_hidden()
+    assert page.url.endswith("#signs")
+    page.keyboard.press("ArrowRight")  # wraps around
+    assert digits.get_attribute("aria-selected") == "true"
+    page.keyboard.press("End")
+    assert signs.get_attribute("aria-selected") == "true"
+    page.keyboard.press("Home")
+    assert digits.get_attribute("aria-selected") == "true"
+    # Tab from the selected tab goes into its panel, not to the other tab
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") != "tab-signs"
+    # a link to the Signs tab opens it
+    page.goto("/ui/#signs")
+    page.wait_for_selector("html[data-ready=true]")
+    assert signs.get_attribute("aria-selected") == "true" and page.locator("#panel-signs").is_visible()
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, button, canvas, video, [role=tab]')]
+              .filter(el => !((el.labels && el.labels.length) || el.getAttribute('aria-label')
+                              || el.getAttribute('aria-labelledby') || el.textContent.trim()))
+              .map(el => el.outerHTML.slice(0, 80))"""
+    )
+    assert not unlabelled
+    assert page.evaluate("document.documentElement.lang") == "en"
+    tab.check_clean()
+
+
+# ------------------------------------------------------------------ digits: draw, clear, live
+
+
+def test_drawing_a_digit_with_the_mouse_shows_the_answer(open_page, served_models):
+    tab = open_page("/ui/")
+    page = tab.page
+    with expect_prediction(page, "mnist") as response:
+        mouse_draw(page, SEVEN)
+    body = response.value.json()
+    shown = shown_answer(page, "panel-digits")
+    check_answer_matches_api(shown, body, served_models["mnist"], [str(d) for d in range(10)])
+    assert not shown["originalShown"]  # the drawing is its own preview
+    if real_models():
+        assert body["label"] == "7", body
+    # the preprocessed image really holds the drawing: ink roughly in MNIST's 20x20 box
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["input_image"].split(",", 1)[1]))))
+    rows, cols = np.nonzero(seen > 64)
+    assert 16 <= rows.max() - rows.min() + 1 <= 21 and 6 <= cols.max() - cols.min() + 1 <= 21
+    tab.shot("desktop-digits.png")
+
+    page.get_by_role("button", name="Clear").click()
+    assert page.locator("#panel-digits .answer").is_hidden()
+    assert "Draw a digit" in page.locator("#panel-digits .status").text_content()
+    blank = page.evaluate("""() => {
+        const c = document.getElementById('digit-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        return d.every(v => v === 255);
+    }""")
+    assert blank
+    tab.check_clean()
+
+
+def test_predict_while_drawing_sends_during_the_stroke(open_page):
+    tab = open_page("/ui/")
+    page = tab.page
+    page.get_by_label("Predict while drawing").check()
+    sent = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/mnist/predict") else None)
+    with expect_prediction(page, "mnist"):
+        mouse_draw(page, ONE, pause_ms=120)
+    shown_answer(page, "panel-digits")
+    assert len(sent) >= 2, sent  # at least one while drawing, and the final one on release
+    if real_models():
+        assert page.locator("#panel-digits [data-field=label]").text_content() == "1"
+    tab.check_clean()
+
+
+def test_touch_drawing_on_a_phone_sized_screen(open_page, served_models):
+    tab = open_page("/ui/", **PHONE)
+    page = tab.page
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
+    width = page.locator("#digit-canvas").bounding_box()["width"]
+    assert 250 <= width <= 345
+    pointer_types = page.evaluate_handle("""() => {
+        const seen = [];
+        document.getElementById('digit-canvas').addEventListener('pointerdown', e => seen.push(e.pointerType));
+        return seen;
+    }""")
+    with expect_prediction(page, "mnist") as response:
+        touch_draw(page, ZERO)
+    body = response.value.json()
+    assert pointer_types.json_value() == ["touch"]
+    shown = shown_answer(page, "panel-digits")
+    check_answer_matches_api(shown, body, served_models["mnist"], [str(d) for d in range(10)])
+    if real_models():
+        assert body["label"] == "0", body
+    assert page.evaluate("window.scrollX") == 0  # drawing did not pan the page
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    tab.shot("phone-digits.png")
+    tab.check_clean()
+
+
+def test_a_digit_photo_from_the_file_picker(open_page, served_models):
+    tab = open_page("/ui/")
+    page = tab.page
+    paper = np.full((300, 240), 228, np.uint8)  # dark ink on light grey paper, like a photo
+    paper[60:250, 112:130] = 30
+    with expect_prediction(page, "mnist") as response:
+        page.set_input_files("#digit-file", files=[{"name": "digit.png", "mimeType": "image/png",
+                                                    "buffer": png(paper)}])
+    shown = shown_answer(page, "panel-digits")
+    check_answer_matches_api(shown, response.value.json(), served_models["mnist"], [str(d) for d in range(10)])
+    assert shown["originalShown"] and "digit.png" in shown["status"]
+    if real_models():
+        assert shown["label"] == "1"
+    tab.check_clean()
+
+
+# ------------------------------------------------------------------ signs: upload, drop, camera
+
+
+def test_a_sign_photo_upload_shows_the_bars(open_page, served_models):
+    tab = open_page("/ui/")
+    page = tab.page
+    page.get_by_role("tab", name="Signs").click()
+    with expect_prediction(page, "asl") as response:
+        page.set_input_files("#sign-file", files=[{"name": "hand.png", "mimeType": "image/png",
+                                                   "buffer": sign_photo()}])
+    shown = shown_answer(page, "panel-signs")
+    check_answer_matches_api(shown, response.value.json(), served_models["asl"], ASL_LETTERS)
+    assert shown["originalShown"]
+    assert page.locator("#panel-signs .bars li").first.is_visible()
+    tab.shot("desktop-signs-synthetic.png")
+    tab.check_clean()
+
+
+def sign_rows(path: Path, n: int) -> list[tuple[str, np.ndarray]]:
+    with gzip.open(path, "rt") as lines:
+        next(lines)
+        rows = [next(lines).split(",") for _ in range(n)]
+    return [(chr(ord("A") + int(r[0])), np.array(r[1:], dtype=np.uint8).reshape(28, 28)) for r in rows]
+
+
+def test_a_real_sign_image_dropped_on_the_page(open_page, served_models, real_data_dir, server):
+    """Rows of Sign Language MNIST's test set, enlarged to photo size, dropped onto the Signs panel."""
+    tab = open_page("/ui/#signs")
+    page = tab.page
+    hits = 0
+    rows = sign_rows(real_data_dir / "sign_mnist_test.csv.gz", 6)
+    for i, (letter, pixels) in enumerate(rows):
+        photo = png(np.asarray(Image.fromarray(pixels).resize((224, 224), Image.Resampling.BICUBIC)))
+        with expect_prediction(page, "asl") as response:
+            drop_file(page, "panel-signs", photo, f"sign-{letter}.png", "image/png")
+        body = response.value.json()
+        shown = shown_answer(page, "panel-signs")
+        check_answer_matches_api(shown, body, served_models["asl"], ASL_LETTERS)
+        hits += letter in [bar["label"] for bar in shown["bars"]]
+        if i == 0:
+            tab.shot("desktop-signs-real.png")
+    assert hits >= len(rows) // 2, f"the true letter was in the top {TOP_K} for only {hits} of {len(rows)}"
+    tab.check_clean()
+
+
+def test_webcam_snapshot_is_classified(open_page, served_models):
+    tab = open_page("/ui/#signs")
+    page = tab.page
+    page.context.grant_permissions(["camera"])
+    page.get_by_role("button", name="Start camera").click()
+    page.wait_for_function("document.getElementById('sign-video').readyState >= 2")
+    snap = page.get_by_role("button", name="Take snapshot")
+    assert snap.is_visible() and page.evaluate("document.activeElement.id") == "camera-snap"
+    with expect_prediction(page, "asl") as response:
+        snap.click()
+    shown = shown_answer(page, "panel-signs")
+    check_answer_matches_api(shown, response.value.json(), served_models["asl"], ASL_LETTERS)
+    assert shown["originalShown"] and "camera snapshot" in shown["status"]
+    tab.shot("desktop-camera.png")
+    # leaving the tab turns the camera off
+    page.get_by_role("tab", name="Digits").click()
+    assert page.evaluate("document.getElementById('sign-video').srcObject") is None
+    tab.check_clean()
+
+
+def test_phone_layout_of_the_signs_tab(open_page, served_models):
+    tab = open_page("/ui/#signs", **PHONE)
+    page = tab.page
+    with expect_prediction(page, "asl"):
+        page.set_input_files("#sign-file", files=[{"name": "hand.png", "mimeType": "image/png",
+                                                   "buffer": sign_photo()}])
+    shown_answer(page, "panel-signs")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    tab.shot("phone-signs.png")
+    tab.check_clean()
+
+
+# ------------------------------------------------------------------ errors, in words
+
+
+@pytest.mark.parametrize(
+    "name, data, status, words",
+    [
+        ("notes.txt", b"hello, this is not an image\n", 400, "not an image we can read"),
+        ("huge.jpg", b"\xff\xd8\xff" + b"\0" * (3 * 1024 * 1024 + 10), 413, "limit of 3 MiB"),
+    ],
+)
+def test_api_errors_are_shown_in_words(open_page, name, data, status, words):
+    tab = open_page("/ui/")
+    page = tab.page
+    with expect_prediction(page, "mnist") as response:
+        mouse_draw(page, ONE)
+    shown_answer(page, "panel-digits")
+    with expect_prediction(page, "mnist") as response:
+        page.set_input_files("#digit-file", files=[{"name": name, "mimeType": "application/octet-stream",
+                                                    "buffer": data}])
+    assert response.value.status == status
+    alert = page.locator("#panel-digits [role=alert]")
+    alert.wait_for(state="visible")
+    assert words in alert.text_content() and f"HTTP {status}" in alert.text_content()
+    assert page.locator("#panel-digits .answer").is_hidden()  # no stale answer next to the error
+    assert name in page.locator("#panel-digits .status").text_content()
+    if status == 400:
+        tab.shot("desktop-error.png")
+    tab.check_clean()
+
+
+def test_network_failures_and_non_json_answers_are_shown_in_words(open_page):
+    tab = open_page("/ui/")
+    page = tab.page
+    page.route("**/mnist/predict", lambda route: route.fulfill(status=502, body="Bad gateway",
+                                                               content_type="text/plain"))
+    mouse_draw(page, ONE)
+    alert = page.locator("#panel-digits [role=alert]")
+    alert.wait_for(state="visible")
+    assert "502" in alert.text_content()
+    page.unroute("**/mnist/predict")
+    page.route("**/mnist/predict", lambda route: route.abort())
+    mouse_draw(page, ONE)
+    page.locator("#panel-digits [role=alert]", has_text="Could not reach the service").wait_for()
+    tab.problems[:] = [p for p in tab.problems if "net::ERR_FAILED" not in p]
+    tab.check_clean()
