@@ -2,6 +2,8 @@
 
 Each run is a separate ``python -m training`` process so that its peak resident memory is its own.
 Usage: ``python -m training.bench [--data-dir DIR] [--presets default course] [--out reports/bench]``.
+``--ablation`` instead trains the default recipe with its parts switched on one at a time (what
+each part buys) and writes ``reports/bench/ablation.md``.
 """
 
 from __future__ import annotations
@@ -16,15 +18,26 @@ import time
 from pathlib import Path
 
 
-def run_one(dataset: str, preset: str, data_dir: str | None, reports_dir: Path, save: bool) -> dict:
+# The default recipe with its parts added one at a time (the rest of the preset unchanged).
+ABLATION = (
+    ("no regularisation", ["--dropout", "0", "--augment", "off", "--no-normalize"]),
+    ("+ dropout", ["--augment", "off", "--no-normalize"]),
+    ("+ dropout + augmentation", ["--no-normalize"]),
+    ("+ dropout + augmentation + standardisation", ["--normalize"]),
+)
+
+
+def run_one(dataset: str, preset: str, data_dir: str | None, reports_dir: Path, save: bool,
+            extra: list[str] = (), label: str | None = None) -> dict:
     """Train one model in a child process; returns its summary plus wall time and peak RSS."""
+    folder = reports_dir / (label.replace(" ", "").replace("+", "_") if label else preset)
     command = [sys.executable, "-m", "training", dataset, "--preset", preset, "--quiet",
-               "--reports-dir", str(reports_dir / preset)]
+               "--reports-dir", str(folder), *extra]
     if data_dir:
         command += ["--data-dir", data_dir]
     if not save:
         command.append("--no-save")
-    print(f"\n=== {dataset} ({preset} preset): {' '.join(command[1:])}", flush=True)
+    print(f"\n=== {dataset} ({label or preset + ' preset'}): {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
     child = subprocess.Popen(command)
     _, status, usage = os.wait4(child.pid, 0)
@@ -33,20 +46,20 @@ def run_one(dataset: str, preset: str, data_dir: str | None, reports_dir: Path, 
     if code != 0:
         raise SystemExit(f"training {dataset} ({preset}) failed with exit code {code}")
     name = {"mnist": "mnist_dense", "asl": "asl_dense"}[dataset]
-    summary = json.loads((reports_dir / preset / name / "summary.json").read_text())
-    summary.update(dataset=dataset, preset=preset, wall_seconds=wall,
+    summary = json.loads((folder / name / "summary.json").read_text())
+    summary.update(dataset=dataset, preset=label or preset, wall_seconds=wall,
                    peak_rss_mib=usage.ru_maxrss / 1024)  # Linux reports KiB
     return summary
 
 
-def markdown(results: list[dict]) -> str:
+def markdown(results: list[dict], title: str = "Training benchmark") -> str:
     lines = [
-        "# Training benchmark",
+        f"# {title}",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. "
         "Command: `make bench-train` (`python -m training.bench`).",
         "",
-        "| model | preset | train acc | validation acc | test acc | test loss | epochs (best) | s/epoch | wall s | peak RSS MiB | verdict |",
+        "| model | recipe | train acc | validation acc | test acc | test loss | epochs (best) | s/epoch | wall s | peak RSS MiB | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -67,9 +80,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["default"], choices=["default", "course"])
     parser.add_argument("--datasets", nargs="+", default=["mnist", "asl"], choices=["mnist", "asl"])
     parser.add_argument("--out", default="reports/bench", type=Path)
+    parser.add_argument("--ablation", action="store_true",
+                        help="what each part of the default recipe buys (never saved to the store)")
+    parser.add_argument("--epochs", type=int, help="with --ablation: epochs per run (default: the preset's)")
     parser.add_argument("--no-save", dest="save", action="store_false",
                         help="do not store the models (by default the default-preset models are stored)")
     args = parser.parse_args(argv)
+    if args.ablation:
+        extra_epochs = ["--epochs", str(args.epochs)] if args.epochs else []
+        results = [
+            run_one(dataset, "default", args.data_dir, args.out / "ablation", False,
+                    [*flags, *extra_epochs, "--no-save"], label)
+            for dataset in args.datasets
+            for label, flags in ABLATION
+        ]
+        report = markdown(results, "What each part of the default recipe buys")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "ablation.md").write_text(report)
+        print("\n" + report + f"written: {args.out / 'ablation.md'}")
+        return 0
     results = [
         run_one(dataset, preset, args.data_dir, args.out, args.save and preset == "default")
         for preset in args.presets
