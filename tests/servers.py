@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +22,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def private_home(store: str) -> str:
+    """A BENTOML_HOME that shares ``store``'s models and Bentos but nothing else.
+
+    Every ``bentoml serve`` empties ``$BENTOML_HOME/prometheus_multiproc_dir`` when it starts, so
+    two servers on one home break each other's ``/metrics``; each test server gets its own.
+    """
+    home = tempfile.mkdtemp(prefix="bentoml_serve_home_")
+    for name in ("models", "bentos"):
+        os.makedirs(os.path.join(store, name), exist_ok=True)
+        os.symlink(os.path.join(store, name), os.path.join(home, name))
+    return home
+
+
 class Server:
     """A ``bentoml serve`` child process; ``url`` is its base address."""
 
@@ -32,7 +46,9 @@ class Server:
                    "--port", str(self.port)]
         self.log_path = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"bentoml-serve-{self.port}.log"
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})},
+        env = {**os.environ, **(env or {})}
+        env["BENTOML_HOME"] = private_home(env["BENTOML_HOME"])
+        self.process = subprocess.Popen(command, cwd=cwd, env=env,
                                         stdout=self._log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
 

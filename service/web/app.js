@@ -34,6 +34,7 @@
       this.error = $(".error", this.result);
       this.answer = $(".answer", this.result);
       this.original = $(".original", this.result);
+      this.field("seen-caption").textContent = section.dataset.seen;
       this.seq = 0; // answers to anything but the latest request are dropped
       this.inFlight = 0;
       this.previewUrl = null;
@@ -67,7 +68,7 @@
     }
 
     /** Send one image; `source` names it for the user ("your drawing", "the file “x.png”"). */
-    async predict(blob, filename, source, previewUrl = null) {
+    async predict(blob, filename, source, previewUrl = null, reveal = true) {
       const seq = ++this.seq;
       this.inFlight += 1;
       this.setBusy(true);
@@ -106,6 +107,15 @@
       this.setPreview(previewUrl);
       if (outcome.answer) this.showAnswer(outcome.answer, source);
       else this.showError(outcome.error, outcome.status, source);
+      if (reveal) this.reveal();
+    }
+
+    /** On a small screen the answer may be out of sight (e.g. below the file picker): show it. */
+    reveal() {
+      const box = this.result.getBoundingClientRect();
+      if (box.top >= 0 && box.top < window.innerHeight - 120) return;
+      const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+      this.result.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
     }
 
     showAnswer(answer, source) {
@@ -118,7 +128,7 @@
       spoken.textContent = `: ${what} ${answer.label}, ${sure} sure.`;
       this.status.replaceChildren(`Answer for ${source}`, spoken);
       this.field("label").textContent = answer.label;
-      this.field("sentence").textContent = `It is ${what} ${answer.label}`;
+      this.field("sentence").textContent = `Most likely ${what}\u00a0${answer.label}`;
       this.field("confidence").textContent = `${sure} sure`;
       this.field("model").textContent = answer.model;
 
@@ -307,7 +317,7 @@
   function sendDrawing() {
     if (!inked) return;
     canvas.toBlob((blob) => {
-      if (blob) digits.predict(blob, "drawing.png", "your drawing");
+      if (blob) digits.predict(blob, "drawing.png", "your drawing", null, false); // no scrolling under the pen
     }, "image/png");
   }
 
@@ -486,7 +496,12 @@
     });
   });
 
-  const fromHash = document.getElementById(`tab-${location.hash.slice(1)}`);
-  selectTab(tabs.includes(fromHash) ? fromHash : tabs[0], { focus: false, remember: false });
+  // #digits / #signs: links to a tab, kept up to date by selectTab
+  const tabFromHash = () => tabs.find((t) => t.id === `tab-${location.hash.slice(1)}`);
+  window.addEventListener("hashchange", () => {
+    const tab = tabFromHash();
+    if (tab) selectTab(tab, { focus: false, remember: false });
+  });
+  selectTab(tabFromHash() || tabs[0], { focus: false, remember: false });
   document.documentElement.dataset.ready = "true"; // for the end-to-end tests
 })();
