@@ -85,6 +85,8 @@ def test_verdict_names_overfitting():
     assert overfitting_verdict(metrics(1.0, 0.81), {"val_loss": [0.9, 0.6, 0.7]}).startswith("OVERFITTING")
     assert overfitting_verdict(metrics(0.99, 0.99), {"val_loss": [0.5, 0.2, 0.4]}).startswith("OVERFITTING")
     assert overfitting_verdict(metrics(0.99, 0.975), {"val_loss": [0.5, 0.3]}).startswith("mild")
+    # a tiny loss wobbling is not overfitting, however large the relative change
+    assert overfitting_verdict(metrics(1.0, 0.999), {"val_loss": [0.5, 0.003, 0.005]}).startswith("no sign")
 
 
 def cli(*args, env_extra=None, cwd=REPO):

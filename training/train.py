@@ -102,17 +102,23 @@ class RunResult:
 
 
 def overfitting_verdict(metrics: dict, history: dict) -> str:
-    """Plain-words verdict from the train-validation accuracy gap and the validation loss trend."""
+    """Plain-words verdict from the train-validation accuracy gap and the validation loss trend.
+
+    A rise of the validation loss counts only when it is large both relative to its best value and
+    in absolute terms (0.02), so that noise on a nearly-zero loss is not called overfitting.
+    """
     gap = 100 * (metrics["train"]["accuracy"] - metrics["validation"]["accuracy"])
     val_loss = np.asarray(history.get("val_loss", []), dtype=float)
-    rise = 0.0
+    rise = absolute = 0.0
     if len(val_loss) > 1:
         best = float(val_loss.min())
-        rise = 100 * (float(val_loss[-1]) - best) / max(best, 1e-12)
-    facts = f"train-validation accuracy gap {gap:+.2f} points; last validation loss {rise:.0f}% above its best"
-    if gap > 3 or rise > 25:
+        absolute = float(val_loss[-1]) - best
+        rise = 100 * absolute / max(best, 1e-12)
+    facts = (f"train-validation accuracy gap {gap:+.2f} points; last validation loss "
+             f"{rise:.0f}% (+{absolute:.3f}) above its best")
+    if gap > 3 or (rise > 25 and absolute > 0.02):
         return f"OVERFITTING: {facts}. Regularise (dropout, augmentation) or stop earlier."
-    if gap > 1 or rise > 10:
+    if gap > 1 or (rise > 10 and absolute > 0.02):
         return f"mild overfitting: {facts}."
     return f"no sign of overfitting: {facts}."
 
