@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?=
 export DATA_DIR
 
-.PHONY: setup train train-missing serve test bench-train bench-uploads bento clean
+.PHONY: setup train train-missing serve test bench-train bench-uploads bento clean loadtest soak bench
 
 setup: $(STAMP)
 
@@ -39,3 +39,17 @@ bento: train-missing  ## build the Bento
 
 clean:
 	rm -rf build dist *.egg-info reports .pytest_cache
+
+# Load tests and the serving benchmark (loadtest/, docs/loadtest.md). The service needs both models in
+# the store ($BENTOML_HOME); with DATA_DIR the uploads are real test-split images, else synthetic ones.
+HOST ?=
+LOADTEST_ARGS ?=
+
+loadtest: setup  ## locust sweep (1, 8, 32, 64 users, 20 s each) on a service it starts, or HOST=...; exit 1 on a missed SLO
+	$(PY) -m loadtest sweep $(if $(HOST),--host $(HOST)) $(LOADTEST_ARGS)
+
+soak: setup  ## 10 minutes at 70 % of the max throughput (from the last `make loadtest`); RSS must stay flat
+	$(PY) -m loadtest soak $(if $(HOST),--host $(HOST)) $(LOADTEST_ARGS)
+
+bench: setup  ## the service vs hand-written servers, same scenario; writes reports/bench/serving.md
+	$(PY) -m loadtest bench $(LOADTEST_ARGS)

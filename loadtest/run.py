@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -47,11 +49,14 @@ class ServerSpec:
     command: list[str]
     env: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    cwd: Path | None = None  # default: the repository
+    unset: tuple[str, ...] = ()  # variables of this environment not to pass on
 
     @classmethod
-    def bentoml(cls, name: str, env: dict[str, str] | None = None, description: str = "") -> "ServerSpec":
+    def bentoml(cls, name: str, env: dict[str, str] | None = None, description: str = "",
+                cwd: Path | None = None, unset: tuple[str, ...] = ()) -> "ServerSpec":
         return cls(name, [str(BIN / "bentoml"), "serve", "--host", "127.0.0.1", "--port", "{port}"],
-                   env or {}, description)
+                   env or {}, description, cwd, unset)
 
     @classmethod
     def uvicorn(cls, name: str, module: str, workers: int = 1, description: str = "") -> "ServerSpec":
@@ -70,16 +75,28 @@ class Server:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"server-{spec.name}.log"
         self._log = open(self.log_path, "wb")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-               "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2", **spec.env}
+        cwd = spec.cwd or REPO
+        env = {key: value for key, value in os.environ.items() if key not in spec.unset}
+        self.home = None
+        if Path(spec.command[0]).name == "bentoml":
+            # `bentoml serve` empties $BENTOML_HOME/prometheus_multiproc_dir when it starts, which
+            # silently breaks /metrics of any other server on the same home: each server started
+            # here gets a private home whose model store is a link to the real one.
+            real = Path(env.get("BENTOML_HOME") or Path.home() / "bentoml").resolve()
+            self.home = Path(tempfile.mkdtemp(prefix=f"loadtest-bentoml-home-{self.port}-"))
+            (self.home / "models").symlink_to(real / "models", target_is_directory=True)
+            env["BENTOML_HOME"] = str(self.home)
+        env.update({"PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")])),
+                    "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2", **spec.env})
         command = [part.replace("{port}", str(self.port)) for part in spec.command]
-        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
 
     def wait_ready(self, timeout: float = 180.0) -> "Server":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"{self.spec.name} exited with {self.process.returncode}:\n{self.log_tail()}")
             if http_get(f"{self.url}/readyz", 2)[0] == 200:
                 return self
@@ -101,6 +118,9 @@ class Server:
             except ProcessLookupError:
                 pass
         self._log.close()
+        if self.home is not None and self.home.exists():
+            (self.home / "models").unlink(missing_ok=True)  # the link only, never the real store
+            shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> "Server":
         return self

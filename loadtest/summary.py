@@ -35,6 +35,7 @@ class Step:
     batch_size: dict[str, float | None] = field(default_factory=dict)  # method -> mean batch size
     cpu: dict[str, float] = field(default_factory=dict)  # server/locust/other, % of one core
     seconds: float = 0.0
+    spread: tuple[float, float] | None = None  # lowest and highest req/s of the rounds (bench)
 
     @property
     def errors(self) -> int:
@@ -49,13 +50,19 @@ class Step:
         return sum(n for code, n in self.status.items() if str(code).startswith("5"))
 
     @property
+    def server_ms_per_request(self) -> float | None:
+        """Server CPU time per request (ms): the efficiency, robust to a busy machine."""
+        server = self.cpu.get("server")
+        return server * 10 / self.rps if server is not None and self.rps else None
+
+    @property
     def mean_batch(self) -> float | None:
         sizes = [v for v in self.batch_size.values() if v is not None]
         return sum(sizes) / len(sizes) if sizes else None
 
     def as_dict(self) -> dict:
         return {**asdict(self), "error_rate": self.error_rate, "server_errors": self.server_errors,
-                "mean_batch": self.mean_batch}
+                "mean_batch": self.mean_batch, "server_ms_per_request": self.server_ms_per_request}
 
 
 def read_locust_stats(prefix: str | Path) -> dict:
@@ -159,14 +166,15 @@ def _fmt(value, spec: str = ".0f", none: str = "–") -> str:
 
 def markdown_table(steps: list[Step]) -> str:
     lines = ["| load | req/s | images/s | p50 ms | p95 ms | p99 ms | errors | 5xx | mean batch | "
-             "server CPU % | locust CPU % | other CPU % |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "server CPU % | server CPU ms/req | locust CPU % | other CPU % |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in steps:
         images = s.rps * s.images_per_request if s.images_per_request else None
         lines.append(
             f"| {s.label} | {s.rps:.1f} | {_fmt(images, '.1f')} | {s.p50_ms:.0f} | {s.p95_ms:.0f} | "
             f"{s.p99_ms:.0f} | {s.failures} | {s.server_errors} | {_fmt(s.mean_batch, '.2f')} | "
-            f"{_fmt(s.cpu.get('server'))} | {_fmt(s.cpu.get('locust'))} | {_fmt(s.cpu.get('other'))} |")
+            f"{_fmt(s.cpu.get('server'))} | {_fmt(s.server_ms_per_request, '.1f')} | {_fmt(s.cpu.get('locust'))} | "
+            f"{_fmt(s.cpu.get('other'))} |")
     return "\n".join(lines)
 
 
@@ -176,6 +184,7 @@ def plot_latency(series: dict[str, list[Step]], path: str | Path, title: str) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(8, 5))
     styles = {"p50_ms": ("p50", ":"), "p95_ms": ("p95", "--"), "p99_ms": ("p99", "-")}
@@ -196,7 +205,9 @@ def plot_latency(series: dict[str, list[Step]], path: str | Path, title: str) ->
     ax.set_yscale("log")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2 if len(series) > 1 else 1)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2 if len(series) > 1 else 1)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
