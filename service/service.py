@@ -11,13 +11,14 @@ import bentoml
 from service import settings
 from service.http_api import app
 from service.model_store import ModelCard
-from service.models import ASL, MNIST, DenseModels
+from service.models import ASL, LOGGING, MNIST, DenseModels
 
 
 @bentoml.service(
     name="digits_and_signs",
     workers=settings.API_WORKERS,
     traffic={"timeout": 30},
+    **LOGGING,
 )
 @bentoml.asgi_app(app, path="/")
 class DigitsAndSigns:

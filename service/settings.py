@@ -16,9 +16,18 @@ MAX_IMAGE_PIXELS = _int("MAX_IMAGE_PIXELS", 40_000_000)
 MAX_BATCH_FILES = 64
 DEFAULT_TOP_K = 3
 
-# Adaptive batching of the model service (see README, "Batching").
+# Adaptive batching of the model service (see README, "Batching"); BATCHING=off serves every
+# request with its own forward pass (for comparison).
+BATCHING = os.environ.get("BATCHING", "on").lower() not in ("off", "0", "false", "no")
 MAX_BATCH_SIZE = _int("MAX_BATCH_SIZE", 128)
 MAX_LATENCY_MS = _int("MAX_LATENCY_MS", 1000)
+
+# Uploads up to this size are decoded on the event loop (cheaper than a thread hop); larger
+# ones in a thread, so that one big image cannot stall the other requests' I/O.
+INLINE_DECODE_BYTES = _int("INLINE_DECODE_BYTES", 256 * 1024)
+
+# One access-log line per request costs ~4 % of the front's CPU; ACCESS_LOG=on brings it back.
+ACCESS_LOG = os.environ.get("ACCESS_LOG", "off").lower() in ("on", "1", "true", "yes")
 
 # Worker processes: the HTTP front (decode + preprocess) and the model service.
 API_WORKERS = _int("API_WORKERS", 1)
