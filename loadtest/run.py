@@ -178,7 +178,7 @@ def run_step(host: str, users: int, seconds: float, out_prefix: Path, *, label: 
              extra_env: dict[str, str] | None = None, quiet: bool = True) -> Step:
     """One headless locust run of ``users`` users for ``seconds``; CSV + HTML under ``out_prefix``.
 
-    ``rate``: total requests/s the users are paced to (constant_throughput); None: closed loop.
+    ``rate``: total requests/s the users are paced to (each user at rate/users); None: closed loop.
     CPU use of the server tree, of locust and of everything else on the machine is measured over
     the run and given in percent of one core.
     """
@@ -188,7 +188,7 @@ def run_step(host: str, users: int, seconds: float, out_prefix: Path, *, label: 
     env.pop("LOADTEST_USER_RATE", None)
     if rate:
         env["LOADTEST_USER_RATE"] = repr(rate / users)
-    command = [str(BIN / "locust"), "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users),
+    command = [str(BIN / "locust"), "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(10 * users),
                "-t", f"{max(1, round(seconds))}s", "--host", host, "--csv", str(out_prefix),
                "--html", str(out_prefix.with_name(out_prefix.name + ".html")), "--reset-stats",
                "--only-summary", "--stop-timeout", "10", "--exit-code-on-error", "0",
@@ -224,6 +224,8 @@ def run_step(host: str, users: int, seconds: float, out_prefix: Path, *, label: 
     if proc.returncode not in (0, None):
         raise RuntimeError(f"locust exited with {proc.returncode}: see {log.name}")
     stats = read_locust_stats(out_prefix)
+    if rate:  # locust divides by the time up to the last request: for paced users, use the whole run
+        stats["rps"] = stats["requests"] / max(1, round(seconds))
     side = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     ok = side.get("status", {}).get("200", 0)
     step = Step(label=label or (f"{users} user" + ("s" if users != 1 else "")), users=users, offered_rps=rate,

@@ -27,7 +27,7 @@ class Step:
     p95_ms: float
     p99_ms: float
     max_ms: float = 0.0
-    offered_rps: float | None = None  # the paced rate, when users wait (constant_throughput)
+    offered_rps: float | None = None  # the paced rate, when users wait between requests
     status: dict[str, int] = field(default_factory=dict)  # HTTP status -> count (0: no answer)
     bad_answers: int = 0
     images_per_request: float | None = None
@@ -186,8 +186,11 @@ def plot_latency(series: dict[str, list[Step]], path: str | Path, title: str) ->
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    many = len(series) > 1
+    fig, ax = plt.subplots(figsize=(11, 6) if many else (8, 5))
     styles = {"p50_ms": ("p50", ":"), "p95_ms": ("p95", "--"), "p99_ms": ("p99", "-")}
+    if many:  # one colour per server: p50 and p99 only, or the plot is unreadable
+        del styles["p95_ms"]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, steps) in enumerate(series.items()):
         steps = sorted((s for s in steps if s.requests), key=lambda s: s.rps)
@@ -198,15 +201,19 @@ def plot_latency(series: dict[str, list[Step]], path: str | Path, title: str) ->
             ax.plot([s.rps for s in steps], [getattr(s, key) for s in steps], style, marker="o", color=colour,
                     label=f"{name} {short}" if len(series) > 1 else short)
         for s in steps:
-            ax.annotate(s.label.replace(" users", "u").replace(" user", "u"), (s.rps, s.p99_ms),
-                        textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
+            label = s.label.replace(" users", "u").replace(" user", "u").replace(" req/s offered", "/s")
+            ax.annotate(label, (s.rps, s.p99_ms), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                        color=colour)
     ax.set_xlabel("throughput (requests/s)")
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, ncol=2 if len(series) > 1 else 1)
+        if many:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        else:
+            ax.legend(fontsize=7)
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     fig.tight_layout()
     path = Path(path)
