@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -98,7 +97,6 @@ class RunResult:
     best_epoch: int
     model_tag: str | None
     report_dir: Path
-    extra: dict = field(default_factory=dict)
 
 
 def overfitting_verdict(metrics: dict, history: dict) -> str:
@@ -281,7 +279,3 @@ def format_summary(result: RunResult) -> str:
     lines.append(f"reports: {result.report_dir}/ (curves.png, confusion_matrix.png, history.json, summary.json)")
     lines.append(f"saved: {result.model_tag}" if result.model_tag else "not saved (--no-save)")
     return "\n".join(lines)
-
-
-def format_json(result: RunResult) -> str:
-    return json.dumps(summary_dict(result), indent=2)
