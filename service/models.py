@@ -61,6 +61,8 @@ BATCHING = (
     else dict(batchable=False)
 )
 LOGGING = {} if settings.ACCESS_LOG else {"logging": {"access": {"enabled": False}}}
+if not settings.TRACING:
+    LOGGING = {**LOGGING, "tracing": {"excluded_urls": [".*"]}}
 
 
 @bentoml.service(

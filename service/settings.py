@@ -29,6 +29,10 @@ INLINE_DECODE_BYTES = _int("INLINE_DECODE_BYTES", 256 * 1024)
 # One access-log line per request costs ~4 % of the front's CPU; ACCESS_LOG=on brings it back.
 ACCESS_LOG = os.environ.get("ACCESS_LOG", "off").lower() in ("on", "1", "true", "yes")
 
+# BentoML's OpenTelemetry spans are never exported here but cost ~20 % of the CPU per request
+# (docs/loadtest.md); TRACING=on brings them back (e.g. with an exporter configured).
+TRACING = os.environ.get("TRACING", "off").lower() in ("on", "1", "true", "yes")
+
 # Worker processes: the HTTP front (decode + preprocess) and the model service.
 API_WORKERS = _int("API_WORKERS", 1)
 MODEL_WORKERS = _int("MODEL_WORKERS", 1)
