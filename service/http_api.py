@@ -129,10 +129,9 @@ def _classify(route: str):
     return service.cards[route], forward
 
 
-def _check_top_k(top_k: int, num_classes: int) -> int:
+def _check_top_k(top_k: int, num_classes: int) -> None:
     if not 1 <= top_k <= num_classes:
         raise ClientError(400, f"top_k must be between 1 and {num_classes} for this model, got {top_k}")
-    return top_k
 
 
 async def _vector(data: bytes, preprocessing: str, name: str | None = None) -> np.ndarray:

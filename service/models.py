@@ -17,10 +17,10 @@ from service.model_store import MODEL_FILE, reference
 MNIST = reference("mnist")
 ASL = reference("asl")
 
-# Batches are padded up to one of these sizes, so a backend that compiles per input shape (JAX,
-# XLA) compiles each once, at start-up, rather than for every new batch size under load.
 logger = logging.getLogger("bentoml.dense_models")
 
+# Batches are padded up to one of these sizes, so a backend that compiles per input shape (JAX,
+# XLA) compiles each once, at start-up, rather than for every new batch size under load.
 BUCKETS = tuple(2**i for i in range(12) if 2**i < settings.MAX_BATCH_SIZE) + (settings.MAX_BATCH_SIZE,)
 
 
@@ -60,9 +60,11 @@ BATCHING = (
     if settings.BATCHING
     else dict(batchable=False)
 )
-LOGGING = {} if settings.ACCESS_LOG else {"logging": {"access": {"enabled": False}}}
-if not settings.TRACING:
-    LOGGING = {**LOGGING, "tracing": {"excluded_urls": [".*"]}}
+# Shared by both services: access log and tracing, each off unless switched on (settings).
+SERVICE_CONFIG = {
+    **({} if settings.ACCESS_LOG else {"logging": {"access": {"enabled": False}}}),
+    **({} if settings.TRACING else {"tracing": {"excluded_urls": [".*"]}}),
+}
 
 
 @bentoml.service(
@@ -70,7 +72,7 @@ if not settings.TRACING:
     resources={"gpu": 1},
     workers=settings.MODEL_WORKERS,
     traffic={"timeout": 30},
-    **LOGGING,
+    **SERVICE_CONFIG,
 )
 class DenseModels:
     """Holds both Keras models; each API takes a batch (n, 784) of 0-1 pixels, returns (n, classes)."""

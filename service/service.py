@@ -11,14 +11,14 @@ import bentoml
 from service import settings
 from service.http_api import app
 from service.model_store import ModelCard
-from service.models import ASL, LOGGING, MNIST, DenseModels
+from service.models import ASL, MNIST, SERVICE_CONFIG, DenseModels
 
 
 @bentoml.service(
     name="digits_and_signs",
     workers=settings.API_WORKERS,
     traffic={"timeout": 30},
-    **LOGGING,
+    **SERVICE_CONFIG,
 )
 @bentoml.asgi_app(app, path="/")
 class DigitsAndSigns:
