@@ -5,15 +5,15 @@ all run side by side (an idle one costs nothing) and take turns, in rounds with 
 so that the background load of a shared machine hits all of them alike; the report gives medians:
 
 1. the service with adaptive batching, in its default configuration;
-2. the same service with batching off: ``BATCHING=off`` (the switch proposed for service/models.py:
-   ``batchable=False``; BentoML refuses ``max_batch_size=1``), ``--no-batching-env``/``-dir``;
+2. the same service with batching off: ``BATCHING=off`` (one forward pass per request),
+   ``--no-batching-env``/``-dir``;
 3. the tutorial server: FastAPI + Keras ``model.predict`` per request (loadtest.alternatives.tutorial);
 4. the careful server: FastAPI + ``model(x, training=False)`` per request (…alternatives.careful);
 5. the floor: Starlette + numpy forward pass, one worker (…alternatives.floor).
 
 Extra variants on request (``--variants``): ``4x2`` the careful server with 2 uvicorn workers,
 ``1p`` the service from another checkout (``--proposed DIR``, e.g. a copy with proposed changes,
-with ``--proposed-env K=V ...``), ``1p2`` the same with ``API_WORKERS=2``,
+with ``--proposed-env K=V ...``), ``1p2`` the same with ``WORKERS=2``,
 ``1e`` the service with extra environment (``--service-env K=V ...``).
 
 For each: closed-loop steps (``--users``, default 16 and 64) give the maximum throughput at zero
@@ -41,7 +41,7 @@ from loadtest import profile
 from loadtest.run import REPO, Server, ServerSpec, http_get, run_step
 from loadtest.summary import Step, plot_latency, write_json
 
-SERVICE_KNOBS = ("MAX_BATCH_SIZE", "MAX_LATENCY_MS", "API_WORKERS", "MODEL_WORKERS", "BENTOML_CONFIG")
+SERVICE_KNOBS = ("MAX_BATCH_SIZE", "MAX_LATENCY_MS", "WORKERS", "BENTOML_CONFIG")
 
 
 def specs(proposed: Path | None, service_env: dict[str, str], proposed_env: dict[str, str] | None = None,
@@ -51,7 +51,7 @@ def specs(proposed: Path | None, service_env: dict[str, str], proposed_env: dict
     floor = ServerSpec.uvicorn("floor", alt + "floor")
     return {
         "1": ServerSpec.bentoml("1 service, adaptive batching", unset=SERVICE_KNOBS,
-                                description="bentoml serve, defaults (API_WORKERS=1, MODEL_WORKERS=1, "
+                                description="bentoml serve, defaults (WORKERS=cpu_count, "
                                             "MAX_BATCH_SIZE=128, MAX_LATENCY_MS=1000)"),
         "2": ServerSpec.bentoml("2 service, no batching", dict(no_batching_env or {}), unset=SERVICE_KNOBS,
                                 cwd=no_batching_dir,
@@ -68,10 +68,10 @@ def specs(proposed: Path | None, service_env: dict[str, str], proposed_env: dict
         "1p": ServerSpec.bentoml("1p service, proposed changes", dict(proposed_env or {}), unset=SERVICE_KNOBS,
                                  cwd=proposed, description=f"bentoml serve from {proposed}" + "".join(
                                      f" {k}={v}" for k, v in (proposed_env or {}).items())),
-        "1p2": ServerSpec.bentoml("1p2 proposed + API_WORKERS=2", {**(proposed_env or {}), "API_WORKERS": "2"},
+        "1p2": ServerSpec.bentoml("1p2 proposed + WORKERS=2", {**(proposed_env or {}), "WORKERS": "2"},
                                   unset=SERVICE_KNOBS, cwd=proposed,
                                   description=f"bentoml serve from {proposed}" + "".join(
-                                      f" {k}={v}" for k, v in {**(proposed_env or {}), "API_WORKERS": "2"}.items())),
+                                      f" {k}={v}" for k, v in {**(proposed_env or {}), "WORKERS": "2"}.items())),
         "1e": ServerSpec.bentoml("1e service + env", dict(service_env), unset=SERVICE_KNOBS,
                                  description="env " + " ".join(f"{k}={v}" for k, v in service_env.items())),
     }
@@ -94,7 +94,7 @@ def add_arguments(p) -> None:
     p.add_argument("--proposed", type=Path, default=None, help="checkout to serve as variant 1p")
     p.add_argument("--proposed-env", nargs="*", default=[], help="K=V for variant 1p")
     p.add_argument("--no-batching-env", nargs="*", default=["BATCHING=off"],
-                   help="K=V that turn batching off for variant 2 (BentoML refuses max_batch_size=1)")
+                   help="K=V that turn batching off for variant 2")
     p.add_argument("--no-batching-dir", type=Path, default=None,
                    help="checkout to serve as variant 2 (default: this one), e.g. a copy with the BATCHING switch")
     p.add_argument("--service-env", nargs="*", default=[], help="K=V for variant 1e")
@@ -270,7 +270,7 @@ def bench(args) -> int:
         results[key] = {"name": all_specs[key].name, "config": all_specs[key].description, "closed": closed,
                         "paced": combine(raw[key]["rate"]), "best": max(clean, key=lambda lv: lv.rps) if clean else None,
                         "rounds": {level: steps for level, steps in raw[key].items()}, **extra[key]}
-    if "2" in results and any(lv.mean_batch for lv in results["2"]["closed"]):
+    if "2" in results and any((lv.mean_batch or 0) > 1.001 for lv in results["2"]["closed"]):
         results["2"]["name"] += " (NOT OFF: batches were formed)"
         print("WARNING: variant 2 formed batches: this service ignores "
               f"{' '.join(args.no_batching_env)}; add the switch to service/models.py or pass --no-batching-dir",

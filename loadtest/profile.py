@@ -30,8 +30,8 @@ BUCKETS: list[tuple[str, str]] = [
     ("tracing (OpenTelemetry)", r"opentelemetry|\((trace|sdk/trace|context|propagate|util/http)/|\(asgi/__init__\.py"),
     ("metrics (Prometheus)", r"\((prometheus_client/|bentoml/_internal/server/http/instruments\.py|"
                              r"bentoml/_internal/server/metrics)"),
-    ("batching (dispatcher, batch assembly)", r"\((bentoml/_internal/marshal/|bentoml/_internal/runner/container\.py|"
-                                              r"_bentoml_sdk/method\.py)"),
+    ("batching (dispatcher, batch assembly)", r"\((service/batching\.py|bentoml/_internal/marshal/|"
+                                              r"bentoml/_internal/runner/container\.py|_bentoml_sdk/method\.py)"),
     ("service-to-service call (client, serialisation)", r"\((_bentoml_impl/client|_bentoml_impl/serde|httpx|httpcore|"
                                                         r"aiohttp|_bentoml_sdk/io_models|pickle)"),
     ("response (answer, JSON, validation)", r"^(_answer|answer) |\((json/|fastapi/encoders|fastapi/_compat|pydantic/|"

@@ -32,7 +32,7 @@ class Step:
     bad_answers: int = 0
     images_per_request: float | None = None
     accuracy: dict[str, float | None] = field(default_factory=dict)
-    batch_size: dict[str, float | None] = field(default_factory=dict)  # method -> mean batch size
+    batch_size: dict[str, float | None] = field(default_factory=dict)  # model -> mean batch size
     cpu: dict[str, float] = field(default_factory=dict)  # server/locust/other, % of one core
     seconds: float = 0.0
     spread: tuple[float, float] | None = None  # lowest and highest req/s of the rounds (bench)
@@ -85,28 +85,28 @@ def read_locust_stats(prefix: str | Path) -> dict:
 
 # ---- /metrics --------------------------------------------------------------------------------
 
-_SAMPLE = re.compile(r"^bentoml_service_adaptive_batch_size_(sum|count)\{([^}]*)\}\s+(\S+)$", re.M)
+_SAMPLE = re.compile(r"^model_batch_size_(sum|count)\{([^}]*)\}\s+(\S+)$", re.M)
 
 
 def batch_counters(metrics_text: str) -> dict[str, dict[str, float]]:
-    """``{method_name: {"sum": s, "count": n}}`` of the adaptive batch size histogram,
-    added up over worker processes."""
+    """``{model: {"sum": s, "count": n}}`` of the service's batch size histogram
+    (``model_batch_size``, rows per forward pass of the upload routes), added up over samples."""
     totals: dict[str, dict[str, float]] = {}
     for kind, labels, value in _SAMPLE.findall(metrics_text):
-        method = re.search(r'method_name="([^"]*)"', labels)
-        if method:
-            entry = totals.setdefault(method.group(1), {"sum": 0.0, "count": 0.0})
+        model = re.search(r'model="([^"]*)"', labels)
+        if model:
+            entry = totals.setdefault(model.group(1), {"sum": 0.0, "count": 0.0})
             entry[kind] += float(value)
     return totals
 
 
 def mean_batch_sizes(before: dict, after: dict) -> dict[str, float | None]:
-    """Mean batch size per method between two :func:`batch_counters` readings."""
+    """Mean batch size per model between two :func:`batch_counters` readings."""
     sizes = {}
-    for method, end in after.items():
-        start = before.get(method, {"sum": 0.0, "count": 0.0})
+    for model, end in after.items():
+        start = before.get(model, {"sum": 0.0, "count": 0.0})
         count = end["count"] - start["count"]
-        sizes[method] = (end["sum"] - start["sum"]) / count if count > 0 else None
+        sizes[model] = (end["sum"] - start["sum"]) / count if count > 0 else None
     return sizes
 
 

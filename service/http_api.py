@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from preprocessing import ImageError, image_to_vector
 from service import settings
+from service.batching import Overloaded
 from service.model_store import SERVED_MODELS
 
 
@@ -117,13 +118,12 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 def _classify(route: str):
     service = bentoml.get_current_service()
-    remote = getattr(service.models.to_async, f"{route}_probabilities")
+    batched = service.batchers[route]
 
     async def forward(pixels: np.ndarray) -> np.ndarray:
         try:
-            return await remote(pixels)
-        except bentoml.exceptions.ServiceUnavailable:
-            # adaptive batching sheds requests it cannot serve within max_latency_ms
+            return await batched(pixels)
+        except Overloaded:
             raise ClientError(503, "the model is busy right now; retry in a moment") from None
 
     return service.cards[route], forward

@@ -16,8 +16,8 @@ MAX_IMAGE_PIXELS = _int("MAX_IMAGE_PIXELS", 40_000_000)
 MAX_BATCH_FILES = 64
 DEFAULT_TOP_K = 3
 
-# Adaptive batching of the model service (see README, "Batching"); BATCHING=off serves every
-# request with its own forward pass (for comparison).
+# Adaptive batching (see README, "Batching"); BATCHING=off gives every request its own forward
+# pass (for comparison). MAX_LATENCY_MS: a request that waited longer for its batch gets 503.
 BATCHING = os.environ.get("BATCHING", "on").lower() not in ("off", "0", "false", "no")
 MAX_BATCH_SIZE = _int("MAX_BATCH_SIZE", 128)
 MAX_LATENCY_MS = _int("MAX_LATENCY_MS", 1000)
@@ -33,6 +33,8 @@ ACCESS_LOG = os.environ.get("ACCESS_LOG", "off").lower() in ("on", "1", "true", 
 # (docs/loadtest.md); TRACING=on brings them back (e.g. with an exporter configured).
 TRACING = os.environ.get("TRACING", "off").lower() in ("on", "1", "true", "yes")
 
-# Worker processes: the HTTP front (decode + preprocess) and the model service.
-API_WORKERS = _int("API_WORKERS", 1)
-MODEL_WORKERS = _int("MODEL_WORKERS", 1)
+# Worker processes of the service, each with both models and its own batch queue: a number, or
+# cpu_count (the default: one per core BentoML sees, container CPU limits included).
+WORKERS: int | str = os.environ.get("WORKERS") or "cpu_count"
+if WORKERS != "cpu_count":
+    WORKERS = int(WORKERS)

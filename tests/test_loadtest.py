@@ -146,21 +146,24 @@ def test_locust_stats_and_slo(tmp_path):
     assert "| 8 users | 100.5 |" in table and table.count("\n") == 2
 
 
-METRICS = """# HELP bentoml_service_adaptive_batch_size Batch size
-bentoml_service_adaptive_batch_size_sum{method_name="mnist_probabilities",runner_name="dense_models",service_name="dense_models",worker_index="1"} 30.0
-bentoml_service_adaptive_batch_size_count{method_name="mnist_probabilities",runner_name="dense_models",service_name="dense_models",worker_index="1"} 10.0
-bentoml_service_adaptive_batch_size_sum{method_name="mnist_probabilities",runner_name="dense_models",service_name="dense_models",worker_index="2"} 10.0
-bentoml_service_adaptive_batch_size_count{method_name="mnist_probabilities",runner_name="dense_models",service_name="dense_models",worker_index="2"} 10.0
-bentoml_service_adaptive_batch_size_bucket{le="1.0",method_name="mnist_probabilities",runner_name="dense_models",service_name="dense_models",worker_index="1"} 2.0
+METRICS = """# HELP model_batch_size Rows per forward pass of the upload routes
+# TYPE model_batch_size histogram
+model_batch_size_bucket{le="1.0",model="mnist"} 2.0
+model_batch_size_sum{model="mnist"} 40.0
+model_batch_size_count{model="mnist"} 20.0
+model_batch_size_sum{model="asl"} 0.0
+model_batch_size_count{model="asl"} 0.0
+bentoml_service_adaptive_batch_size_sum{method_name="mnist_probabilities",worker_index="1"} 30.0
+bentoml_service_adaptive_batch_size_count{method_name="mnist_probabilities",worker_index="1"} 10.0
 """
 
 
 def test_mean_batch_size_from_metrics():
     after = batch_counters(METRICS)
-    assert after == {"mnist_probabilities": {"sum": 40.0, "count": 20.0}}
-    before = {"mnist_probabilities": {"sum": 10.0, "count": 10.0}}
-    assert mean_batch_sizes(before, after) == {"mnist_probabilities": 3.0}
-    assert mean_batch_sizes(after, after) == {"mnist_probabilities": None}
+    assert after == {"mnist": {"sum": 40.0, "count": 20.0}, "asl": {"sum": 0.0, "count": 0.0}}
+    before = {"mnist": {"sum": 10.0, "count": 10.0}}
+    assert mean_batch_sizes(before, after) == {"mnist": 3.0, "asl": None}
+    assert mean_batch_sizes(after, after) == {"mnist": None, "asl": None}
 
 
 def test_profile_buckets():

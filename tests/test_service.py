@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import io
+import json
 import re
 import struct
 import subprocess
@@ -199,6 +200,21 @@ def test_bentoml_endpoints_and_openapi(server):
     assert spec["components"]["schemas"]["ErrorBody"]["properties"].keys() == {"error"}
 
 
+@pytest.mark.parametrize("route", ["mnist", "asl"])
+def test_vector_apis_take_preprocessed_pixels(server, served_models, route):
+    """POST /<route>_probabilities: BentoML's batchable API for ready-made (n, 784) vectors."""
+    model, _ = store.load_model(served_models[route])
+    preprocessing = bentoml.models.get(served_models[route]).info.metadata["preprocessing"]
+    vectors = np.stack([image_to_vector(drawn_digit(), preprocessing), np.zeros(784, np.float32)])
+    response = requests.post(f"{server.url}/{route}_probabilities", json={"pixels": vectors.tolist()}, timeout=30)
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(response.json(), np.asarray(model(vectors)), atol=1e-5)
+    for bad in ([[0.5] * 100], [[float("nan")] * 784], "pixels", [["x"] * 784]):
+        response = requests.post(f"{server.url}/{route}_probabilities", data=json.dumps({"pixels": bad}),
+                                 headers={"Content-Type": "application/json"}, timeout=30)
+        assert response.status_code == 400 and "error" in response.json(), (bad, response.text)
+
+
 def _hammer(server, seconds: float, bad_every: int = 0) -> list[tuple[int, dict, bool]]:
     """32 concurrent clients for ``seconds``; every ``bad_every``-th request of a client is garbage."""
     deadline = time.monotonic() + seconds
@@ -222,12 +238,12 @@ def _hammer(server, seconds: float, bad_every: int = 0) -> list[tuple[int, dict,
 
 
 def batch_histogram(server) -> tuple[float, float]:
-    """(observations, observations of size 1) of the mnist adaptive batch size histogram."""
+    """(observations, observations of size 1) of the mnist batch size histogram."""
     text = requests.get(f"{server.url}/metrics", timeout=10).text
     def total(pattern):
         return sum(float(v) for v in re.findall(pattern, text))
-    count = total(r'bentoml_service_adaptive_batch_size_count\{[^}]*method_name="mnist_probabilities"[^}]*\} (\S+)')
-    ones = total(r'bentoml_service_adaptive_batch_size_bucket\{le="1.0",[^}]*method_name="mnist_probabilities"[^}]*\} (\S+)')
+    count = total(r'model_batch_size_count\{[^}]*model="mnist"[^}]*\} (\S+)')
+    ones = total(r'model_batch_size_bucket\{le="1.0",[^}]*model="mnist"[^}]*\} (\S+)')
     return count, ones
 
 
@@ -240,6 +256,29 @@ def test_batches_grow_under_concurrent_load_without_503(server):
     count, ones = batch_histogram(server)
     assert count - before_count > 0
     assert (count - before_count) - (ones - before_ones) > 0, "no batch of more than one request was formed"
+
+
+def test_requests_over_the_latency_budget_are_shed_with_a_json_503(served_models, tmp_path):
+    """MAX_LATENCY_MS=1: under 32 clients some requests wait longer for their pass; they get 503."""
+    tight = Server(env={"MAX_LATENCY_MS": "1", "WORKERS": "1"}, log=tmp_path / "serve.log").wait_ready()
+
+    def client(_):
+        session, seen = requests.Session(), []
+        for _ in range(40):
+            r = session.post(f"{tight.url}/mnist/predict", files={"image": ("x.png", GOOD)}, timeout=30)
+            seen.append((r.status_code, r.json(), r.headers.get("Retry-After")))
+        return seen
+
+    try:
+        with futures.ThreadPoolExecutor(32) as pool:
+            results = [item for seen in pool.map(client, range(32)) for item in seen]
+    finally:
+        tight.stop()
+    assert {status for status, _, _ in results} <= {200, 503}
+    shed = [(body, retry) for status, body, retry in results if status == 503]
+    assert shed, "no request was shed with a 1 ms budget"
+    assert all("busy" in body["error"] and retry == "1" for body, retry in shed)
+    assert any(status == 200 for status, _, _ in results)
 
 
 def test_bad_uploads_do_not_disturb_their_neighbours(server):
@@ -266,7 +305,7 @@ def test_missing_model_fails_startup_with_the_command(tmp_path):
 def test_serves_with_the_jax_backend(served_models, tmp_path):
     """KERAS_BACKEND=jax (how a lent GPU machine without TensorFlow runs it) gives the same answers."""
     pytest.importorskip("jax", reason="jax is not installed (pip install -e '.[dev]' brings it)")
-    jax_server = Server(env={"KERAS_BACKEND": "jax"}, log=tmp_path / "serve.log").wait_ready()
+    jax_server = Server(env={"KERAS_BACKEND": "jax", "WORKERS": "1"}, log=tmp_path / "serve.log").wait_ready()
     try:
         model, _ = store.load_model(served_models["mnist"])
         expected = np.asarray(model(image_to_vector(GOOD, "mnist_digit")[None]))[0]

@@ -1,0 +1,112 @@
+"""Adaptive batching inside the worker: requests that arrive while the model is busy share its next pass.
+
+The upload routes decode and preprocess in the worker that received the request, then queue the
+784-vector here. Whenever the model is idle, everything queued (up to ``max_batch_size`` rows)
+goes into one forward pass, run in a thread so the event loop keeps reading requests; what arrives
+meanwhile forms the next batch. So the batch size follows the load with no waiting window: one
+request alone is answered after one pass, and under load the batches grow by themselves.
+
+Why not BentoML's own dispatcher behind ``@bentoml.api(batchable=True)`` for the uploads
+(docs/loadtest.md has the runs): reaching it costs an HTTP round trip per request (to a second
+process, or to the worker itself through BentoML's client), which took more CPU than decoding
+and preprocessing the image; and its cork algorithm waits for batches to fill, 57-67 ms median
+at half load where this queue answers in 9-10 ms. The batchable BentoML APIs remain for clients
+that send ready-made vectors (service/service.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Callable
+
+import numpy as np
+from prometheus_client import Histogram
+from starlette.concurrency import run_in_threadpool
+
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_batch_sizes: Histogram | None = None
+
+
+def batch_size_histogram() -> Histogram:
+    """``model_batch_size{model=...}`` on the service's /metrics: requests merged into one forward
+    pass (as BentoML counts its batches; a predict_batch request is one request of several rows)."""
+    global _batch_sizes
+    if _batch_sizes is None:  # created in the worker, after BentoML set up multiprocess metrics
+        _batch_sizes = Histogram("model_batch_size", "Requests per forward pass of the upload routes",
+                                 labelnames=["model"], buckets=BATCH_SIZE_BUCKETS)
+    return _batch_sizes
+
+
+class Overloaded(Exception):
+    """The request waited longer than the latency budget before its batch could start."""
+
+
+class Batcher:
+    """Queue single requests (n, 784) and run them through ``forward`` in shared batches."""
+
+    def __init__(self, name: str, forward: Callable[[np.ndarray], np.ndarray], max_batch_size: int,
+                 max_latency_ms: float):
+        self.name = name
+        self.forward = forward
+        self.max_batch_size = max_batch_size
+        self.max_latency = max_latency_ms / 1000
+        self._queue: deque[tuple[float, np.ndarray, asyncio.Future]] = deque()
+        self._running = False
+        self._sizes = batch_size_histogram().labels(model=name)
+
+    async def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """The model's output for ``rows``, computed in a batch with whatever else is waiting."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((time.monotonic(), rows, future))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    def _next_batch(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+        now, batch, size = time.monotonic(), [], 0
+        while self._queue and (not batch or size + len(self._queue[0][1]) <= self.max_batch_size):
+            queued_at, rows, future = self._queue.popleft()
+            if future.done():  # the client went away
+                continue
+            if now - queued_at > self.max_latency:
+                future.set_exception(Overloaded(f"waited over {self.max_latency * 1000:g} ms for the model"))
+                continue
+            batch.append((rows, future))
+            size += len(rows)
+        return batch
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = self._next_batch()
+                if not batch:
+                    continue
+                parts = [rows for rows, _ in batch]
+                try:
+                    outputs = await run_in_threadpool(self.forward, np.concatenate(parts))
+                except Exception as exc:  # every waiting request gets the error, none hangs
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                self._sizes.observe(len(batch))
+                for (_, future), output in zip(batch, np.split(outputs, np.cumsum([len(p) for p in parts])[:-1])):
+                    if not future.done():
+                        future.set_result(output)
+        finally:
+            self._running = False
+
+
+class Unbatched:
+    """``BATCHING=off``: every request gets its own forward pass (for comparison)."""
+
+    def __init__(self, name: str, forward: Callable[[np.ndarray], np.ndarray], **_):
+        self.forward = forward
+        self._sizes = batch_size_histogram().labels(model=name)
+
+    async def __call__(self, rows: np.ndarray) -> np.ndarray:
+        self._sizes.observe(1)
+        return await run_in_threadpool(self.forward, rows)
