@@ -48,7 +48,6 @@ class Batcher:
 
     def __init__(self, name: str, forward: Callable[[np.ndarray], np.ndarray], max_batch_size: int,
                  max_latency_ms: float):
-        self.name = name
         self.forward = forward
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000

@@ -195,7 +195,7 @@ def add_routes(route: str, what: str) -> None:
         vector = await _vector(await image.read(), card.preprocessing)
         probabilities = await forward(vector[None])
         # JSONResponse directly: the answer is built to the documented model already, and
-        # FastAPI's re-validation of it cost ~4 % of the front's CPU
+        # FastAPI's re-validation of it cost ~4 % of a worker's CPU
         return JSONResponse(_answer(probabilities[0], card, top_k, vector if return_input else None))
 
     @app.post(f"/{route}/predict_batch", response_model=BatchPrediction, responses=ERRORS,

@@ -7,6 +7,7 @@ decode and preprocess the upload, queue the vector for the model's next batched 
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from typing import Annotated
@@ -60,7 +61,7 @@ class DigitsAndSigns:
         logger.info("digits_and_signs: %s", describe_backend())
         batcher = Batcher if settings.BATCHING else Unbatched
         self.batchers = {
-            route: batcher(route, lambda pixels, model=model: forward(model, pixels),
+            route: batcher(route, functools.partial(forward, model),
                            max_batch_size=settings.MAX_BATCH_SIZE, max_latency_ms=settings.MAX_LATENCY_MS)
             for route, model in (("mnist", self.mnist), ("asl", self.asl))
         }

@@ -26,7 +26,7 @@ MAX_LATENCY_MS = _int("MAX_LATENCY_MS", 1000)
 # ones in a thread, so that one big image cannot stall the other requests' I/O.
 INLINE_DECODE_BYTES = _int("INLINE_DECODE_BYTES", 256 * 1024)
 
-# One access-log line per request costs ~4 % of the front's CPU; ACCESS_LOG=on brings it back.
+# One access-log line per request costs ~4 % of a worker's CPU; ACCESS_LOG=on brings it back.
 ACCESS_LOG = os.environ.get("ACCESS_LOG", "off").lower() in ("on", "1", "true", "yes")
 
 # BentoML's OpenTelemetry spans are never exported here but cost ~20 % of the CPU per request
