@@ -7,7 +7,6 @@ decode and preprocess the upload, queue the vector for the model's next batched 
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 from typing import Annotated
@@ -21,7 +20,7 @@ from service import settings
 from service.batching import Batcher, Unbatched
 from service.http_api import app
 from service.model_store import ModelCard, reference
-from service.models import BATCHING, SERVICE_CONFIG, describe_backend, forward, load
+from service.models import BATCHING, SERVICE_CONFIG, describe_backend, load
 
 logger = logging.getLogger("bentoml.digits_and_signs")
 
@@ -58,10 +57,10 @@ class DigitsAndSigns:
         self.cards = {"mnist": ModelCard.of(MNIST), "asl": ModelCard.of(ASL)}
         self.mnist = load(self.mnist_model)
         self.asl = load(self.asl_model)
-        logger.info("digits_and_signs: %s", describe_backend())
+        logger.info("digits_and_signs: %s; forward pass: %s", describe_backend(), self.mnist.compiled)
         batcher = Batcher if settings.BATCHING else Unbatched
         self.batchers = {
-            route: batcher(route, functools.partial(forward, model),
+            route: batcher(route, model,
                            max_batch_size=settings.MAX_BATCH_SIZE, max_latency_ms=settings.MAX_LATENCY_MS)
             for route, model in (("mnist", self.mnist), ("asl", self.asl))
         }
@@ -74,9 +73,9 @@ class DigitsAndSigns:
     @bentoml.api(**BATCHING)
     def mnist_probabilities(self, pixels: Pixels) -> np.ndarray:
         """Digit probabilities (n, 10) for (n, 784) preprocessed pixels."""
-        return forward(self.mnist, pixels)
+        return self.mnist(pixels)
 
     @bentoml.api(**BATCHING)
     def asl_probabilities(self, pixels: Pixels) -> np.ndarray:
         """Letter probabilities (n, 24) for (n, 784) preprocessed pixels."""
-        return forward(self.asl, pixels)
+        return self.asl(pixels)

@@ -22,6 +22,10 @@ BATCHING = os.environ.get("BATCHING", "on").lower() not in ("off", "0", "false",
 MAX_BATCH_SIZE = _int("MAX_BATCH_SIZE", 128)
 MAX_LATENCY_MS = _int("MAX_LATENCY_MS", 1000)
 
+# TensorFlow backend: each model's forward pass compiled with XLA (XLA=off: Keras'
+# predict_on_batch, which costs twice the CPU per batch-1 pass here).
+XLA = os.environ.get("XLA", "on").lower() not in ("off", "0", "false", "no")
+
 # Uploads up to this size are decoded on the event loop (cheaper than a thread hop); larger
 # ones in a thread, so that one big image cannot stall the other requests' I/O.
 INLINE_DECODE_BYTES = _int("INLINE_DECODE_BYTES", 256 * 1024)

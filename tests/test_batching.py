@@ -73,6 +73,22 @@ def test_concurrent_requests_share_passes_and_get_their_own_rows_back():
     assert len(model.batches) < 40 and max(model.batches) > 1
 
 
+def test_requests_ready_in_the_same_turn_share_a_pass_and_a_later_one_gets_its_own():
+    model = RecordingModel()
+    batcher = Batcher("t", model, max_batch_size=64, max_latency_ms=1000)
+
+    async def later():
+        await asyncio.sleep(0.05)
+        return await batcher(rows(9))
+
+    async def main():
+        return await asyncio.gather(*(batcher(rows(i)) for i in range(5)), later())
+
+    outputs = run(main())
+    assert model.batches == [5, 1]
+    assert [int(o[0, 0]) for o in outputs] == [0, 2, 4, 6, 8, 18]
+
+
 def test_batches_never_exceed_max_batch_size():
     model = RecordingModel(seconds=0.01)
     batcher = Batcher("t", model, max_batch_size=5, max_latency_ms=5000)
@@ -128,3 +144,23 @@ def test_a_pass_of_one_request_counts_one_whatever_its_rows(kind):
     run(kind("counted", RecordingModel(), max_batch_size=8, max_latency_ms=1000)(rows(1, n=3)))
     after = counted("counted")
     assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+
+
+# ---- the compiled forward pass (service/models.py) ----------------------------------------------
+
+@pytest.mark.parametrize("xla", [True, False])
+def test_compiled_model_gives_keras_own_output_for_any_batch_size(monkeypatch, xla):
+    """XLA or predict_on_batch, padded to buckets or sliced past the largest: the model's own answer."""
+    from service import models, settings
+    from training.models import build_classifier, inference_model
+
+    monkeypatch.setattr(settings, "XLA", xla)
+    keras_model = inference_model(build_classifier(10))
+    compiled = models.CompiledModel(keras_model, "test")
+    backend_has_xla = models.keras_backend() == "tensorflow"
+    assert compiled.compiled == ("XLA" if xla and backend_has_xla else "predict_on_batch")
+    x = np.random.default_rng(0).random((models.BUCKETS[-1] + 3, 784), dtype=np.float32)
+    for n in (1, 3, 8, len(x)):
+        out = compiled(x[:n])
+        assert out.shape == (n, 10)
+        np.testing.assert_allclose(out, np.asarray(keras_model(x[:n], training=False)), atol=1e-5)

@@ -629,3 +629,43 @@ def test_encode_plain(fmt):
     assert img.size == (28, 28)
     diff = np.abs(np.asarray(img, np.int16) - pixels)
     assert diff.max() == 0 if fmt != "JPEG" else diff.mean() < 6
+
+
+# ---------------------------------------------------------------- fast numpy helpers
+
+def test_fast_statistics_equal_numpys_own():
+    """_median/_percentile replace np.median/np.percentile (their per-call overhead dominated the
+    digit preprocessing of small uploads); they must give the very same values."""
+    from preprocessing.images import _median, _percentile
+
+    rng = np.random.default_rng(0)
+    for n in [*range(1, 40), 100, 101, 1000, 1001]:
+        for _ in range(10):
+            x = (rng.random(n) * rng.choice([1.0, 0.01, 255.0])).astype(np.float32)
+            if rng.random() < 0.3:  # ties
+                x = (np.round(x * 4) / 4).astype(np.float32)
+            assert _median(x) == float(np.median(x))
+            for q in (0, 1, 50, 99, 100):
+                assert _percentile(x, q) == float(np.percentile(x, q)), (n, q)
+
+
+def test_fast_filters_equal_the_plain_definitions():
+    """_box3 and the speck filter of _ink_bbox against np.pad and a sum over the 9 shifted copies."""
+    from preprocessing.images import _box3, _ink_bbox
+
+    rng = np.random.default_rng(1)
+    for h, w in [(1, 1), (1, 5), (3, 2), (28, 28), (57, 31)]:
+        a = rng.random((h, w)).astype(np.float32)
+        p = np.pad(a, 1, mode="edge")
+        reference = sum(p[i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
+        np.testing.assert_allclose(_box3(a), reference, rtol=1e-6)
+        assert _box3(a).dtype == np.float32
+
+        ink = (rng.random((h, w)) > 0.7).astype(np.float32)
+        m = np.pad(ink > 0.1 * ink.max(), 1).astype(np.int8)
+        kept = (ink > 0.1 * ink.max()) & (sum(m[i : i + h, j : j + w] for i in range(3) for j in range(3)) >= 3)
+        expected = None
+        if kept.any():
+            rows, cols = np.flatnonzero(kept.any(axis=1)), np.flatnonzero(kept.any(axis=0))
+            expected = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+        assert _ink_bbox(ink) == expected
