@@ -137,8 +137,12 @@ def soak(args) -> int:
         t0 = time.monotonic()
 
         def sample():
+            shown = 0.0
             while True:
                 samples.append((time.monotonic() - t0, tree.rss_mib()))
+                if samples[-1][0] - shown >= 60:  # progress once a minute
+                    shown = samples[-1][0]
+                    print(f"  {shown:4.0f} / {args.seconds:.0f} s, server RSS {samples[-1][1]:.0f} MiB", flush=True)
                 if stop.wait(args.rss_every):
                     break
             samples.append((time.monotonic() - t0, tree.rss_mib()))

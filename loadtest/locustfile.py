@@ -6,7 +6,7 @@ predictions ask for ``top_k`` = all classes, so that the probabilities must add 
 
 Client: locust's ``FastHttpUser`` (geventhttpclient), with the multipart body built from
 pre-encoded parts (loadtest/scenario.py); it costs a third less CPU per request than
-``HttpUser`` (requests): 2.8 against 4.3 ms, measured by ``make bench``. On a 2-core box every
+``HttpUser`` (requests): 1.3-1.65 against 2.35-2.45 ms, measured by ``make bench``. On a 2-core box every
 cycle the load generator spends is taken from the server. ``LOADTEST_CLIENT=http`` switches.
 
 Environment (set by ``python -m loadtest``; all optional):

@@ -79,6 +79,7 @@ class CompiledModel:
 
 
 def keras_backend() -> str:
+    """The Keras backend in use: tensorflow, jax, ..."""
     import keras
 
     return keras.backend.backend()
