@@ -1,4 +1,4 @@
-"""Adaptive batching inside the worker: requests that arrive while the model is busy share its next pass.
+"""Adaptive batching inside the worker: requests that are ready together share one forward pass.
 
 The upload routes decode and preprocess in the worker that received the request, then queue the
 784-vector here. The first request queued schedules a pass; it runs on the event loop's next
@@ -8,9 +8,9 @@ follows the load with no waiting window: one request alone is answered after one
 load the batches grow by themselves, because more requests finish their preprocessing per turn.
 
 The pass runs on the event loop itself, not in a thread: a compiled batch-1 pass of these models
-takes ~0.4 ms, less than handing it to a thread and back; the thread hop cost more CPU per request
-and the p99 at half load fell from 86-99 to 46-68 ms without it (docs/loadtest.md). Requests that
-arrive during a pass wait in the socket buffers meanwhile.
+takes ~0.4 ms, less than handing it to a thread and back (in one run at 188 req/s: p99 63-100 ms
+with the pass in a thread, 46-79 ms on the loop; docs/loadtest.md, R7). Requests that arrive
+during a pass wait in the socket buffers meanwhile.
 
 Why not BentoML's own dispatcher behind ``@bentoml.api(batchable=True)`` for the uploads
 (docs/loadtest.md has the runs): reaching it costs an HTTP round trip per request (to a second
