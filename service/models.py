@@ -12,11 +12,11 @@ import os
 import bentoml
 import numpy as np
 
+from preprocessing import VECTOR_LENGTH
 from service import settings
 from service.model_store import MODEL_FILE
 
 logger = logging.getLogger("bentoml.digits_and_signs")
-INPUT_LENGTH = 784
 
 # Every worker process holds its own copy of the (small) models: on a shared GPU each process
 # must take memory as it needs it instead of reserving the whole card at start-up.
@@ -59,13 +59,13 @@ class CompiledModel:
         import tensorflow as tf
 
         call = tf.function(lambda x: model(x, training=False), jit_compile=True)
-        passes = {size: call.get_concrete_function(tf.TensorSpec((size, INPUT_LENGTH), tf.float32))
+        passes = {size: call.get_concrete_function(tf.TensorSpec((size, VECTOR_LENGTH), tf.float32))
                   for size in BUCKETS}
         return lambda padded: passes[len(padded)](padded).numpy()
 
     def _warm_up(self) -> None:
         for size in BUCKETS:  # compile every bucket before the first request, not during it
-            self(np.zeros((size, INPUT_LENGTH), np.float32))
+            self(np.zeros((size, VECTOR_LENGTH), np.float32))
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         """One forward pass over a batch, padded to the next bucket size."""
@@ -73,7 +73,7 @@ class CompiledModel:
         size = next((b for b in BUCKETS if b >= n), None)
         if size is None:  # a batch larger than the largest bucket: in bucket-sized slices
             return np.concatenate([self(pixels[i : i + BUCKETS[-1]]) for i in range(0, n, BUCKETS[-1])])
-        padded = np.zeros((size, INPUT_LENGTH), np.float32)
+        padded = np.zeros((size, VECTOR_LENGTH), np.float32)
         padded[:n] = pixels
         return self._pass(padded)[:n]
 

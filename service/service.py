@@ -16,6 +16,8 @@ import numpy as np
 from bentoml.validators import DType, Shape
 from pydantic import AfterValidator
 
+from preprocessing import VECTOR_LENGTH
+
 from service import settings
 from service.batching import Batcher, Unbatched
 from service.http_api import app
@@ -35,7 +37,7 @@ def _finite_pixels(pixels: np.ndarray) -> np.ndarray:
 
 
 # A batch of flattened 28x28 images, 0-1 floats: what the upload routes make of an image.
-Pixels = Annotated[np.ndarray, Shape((-1, 784)), DType("float32"), AfterValidator(_finite_pixels)]
+Pixels = Annotated[np.ndarray, Shape((-1, VECTOR_LENGTH)), DType("float32"), AfterValidator(_finite_pixels)]
 
 
 @bentoml.service(
