@@ -29,10 +29,10 @@ test: setup  ## the whole test suite (set DATA_DIR for the tests on real data)
 	$(PY) -m pytest
 
 bench-train: setup  ## train both models with the defaults and write reports/bench/train.md
-	$(PY) -m training.bench
+	$(PY) -m bench.training
 
 bench-uploads: train-missing  ## accuracy on raw test images vs the same images dressed as real uploads
-	$(PY) -m preprocessing.benchmark
+	$(PY) -m bench.uploads
 
 bento: train-missing  ## build the Bento
 	$(VENV)/bin/bentoml build

@@ -1,4 +1,4 @@
-"""Load tests and the serving benchmark (issue 4): locust scenario, sweep/SLO runner, soak, bench.
+"""Load tests and the serving benchmark: locust scenario, sweep/SLO runner, soak, bench.
 
 ``python -m loadtest sweep|soak|bench`` (``make loadtest``, ``make soak``, ``make bench``);
 see docs/loadtest.md.

@@ -8,7 +8,7 @@
   last sweep's summary, else a short measurement), after a ``--warmup`` (60 s) at the same rate;
   server RSS sampled throughout, from the end of the warm-up; exit 1 on any error or an RSS
   growth of 10 % or more. Writes ``reports/loadtest/soak.md``.
-* ``bench``: the five servers of issue 4 one after the other with the same scenario and images;
+* ``bench``: the service against hand-written servers with the same scenario and images;
   writes ``reports/bench/serving.md`` (see loadtest.bench).
 """
 
@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from loadtest.run import REPO, ProcessTree, Server, ServerSpec, http_get, run_step
+from loadtest.run import REPO, ProcessTree, ServerSpec, http_get, run_step, start_server
 from loadtest.summary import SLO, Step, markdown_table, plot_latency, write_json
 
 
@@ -58,7 +58,7 @@ class Target:
         else:
             spec = spec or ServerSpec.bentoml("service")
             print(f"starting {spec.name}: {' '.join(spec.command)} (log: {log_dir})", flush=True)
-            self.server = Server(spec, log_dir).wait_ready()
+            self.server = start_server(spec, log_dir).wait_ready()
             self.url, self.pid = self.server.url, self.server.process.pid
 
     def stop(self) -> None:

@@ -1,27 +1,26 @@
-"""``make bench``: the service against the hand-written servers of issue 4, in one run.
+"""``make bench``: the service against hand-written servers, in one run.
 
 Every server gets the same locust scenario and the same images (loadtest/locustfile.py). They
 all run side by side (an idle one costs nothing) and take turns, in rounds with the order rotated,
 so that the background load of a shared machine hits all of them alike; the report gives medians:
 
 1. the service with adaptive batching, in its default configuration;
-2. the same service with batching off: ``BATCHING=off`` (one forward pass per request),
-   ``--no-batching-env``/``-dir``;
+2. the same service with batching off (``BATCHING=off``: one forward pass per request);
 3. the tutorial server: FastAPI + Keras ``model.predict`` per request (loadtest.alternatives.tutorial);
 4. the careful server: FastAPI + ``model(x, training=False)`` per request (…alternatives.careful);
-5. the floor: Starlette + numpy forward pass, one worker (…alternatives.floor).
+5. the floor: Starlette + numpy forward pass, one worker (…alternatives.floor);
 
-Extra variants on request (``--variants``): ``4x2`` the careful server with 2 uvicorn workers,
-``1p`` the service from another checkout (``--proposed DIR``, e.g. a copy with proposed changes,
-with ``--proposed-env K=V ...``), ``1p2`` the same with ``WORKERS=2``,
-``1e`` the service with extra environment (``--service-env K=V ...``).
+and on request ``base``: the service served from another checkout (``--baseline DIR``, e.g. the
+previous commit in a ``git worktree``), for a before/after comparison in the same run.
 
 For each: closed-loop steps (``--users``, default 16 and 64) give the maximum throughput at zero
 errors; then a fixed offered load (``--rate``, default half of (1)'s maximum) gives p50/p99 at the
-same load for all; for (1) (``--profile``) a further run under py-spy gives the CPU breakdown, and
-on (5) locust's own CPU per request is measured with FastHttpUser and with HttpUser.
-Writes ``reports/bench/serving.md`` (+ .json, .png, and every locust CSV/HTML under
-``reports/bench/serving/``).
+same load for all. Then the small-upload scenario (``--small-users``, default 32 users posting
+28x28 PNG digits to /mnist/predict, ``LOADTEST_SCENARIO=small``) on (1), (5) and ``base``: what the
+stack costs per request when the image is nearly free. For (1) (``--profile``) a further run under
+py-spy gives the CPU breakdown, and on (5) locust's own CPU per request is measured with
+FastHttpUser and with HttpUser. Writes ``reports/bench/serving.md`` (+ .json, .png, and every
+locust CSV/HTML under ``reports/bench/serving/``).
 """
 
 from __future__ import annotations
@@ -38,50 +37,40 @@ from pathlib import Path
 import psutil
 
 from loadtest import profile
-from loadtest.run import REPO, Server, ServerSpec, http_get, run_step
+from loadtest.run import REPO, Server, ServerSpec, http_get, run_step, start_server
 from loadtest.summary import Step, plot_latency, write_json
 
-SERVICE_KNOBS = ("MAX_BATCH_SIZE", "MAX_LATENCY_MS", "WORKERS", "BENTOML_CONFIG")
+SERVICE_KNOBS = ("MAX_BATCH_SIZE", "MAX_LATENCY_MS", "WORKERS", "BATCHING", "BENTOML_CONFIG")
+SMALL_VARIANTS = ("1", "5", "base")
 
 
-def specs(proposed: Path | None, service_env: dict[str, str], proposed_env: dict[str, str] | None = None,
-          no_batching_env: dict[str, str] | None = None, no_batching_dir: Path | None = None
-          ) -> dict[str, ServerSpec]:
+def specs(baseline: Path | None = None) -> dict[str, ServerSpec]:
     alt = "loadtest.alternatives."
     floor = ServerSpec.uvicorn("floor", alt + "floor")
+    service = "bentoml serve, defaults (WORKERS=cpu_count, MAX_BATCH_SIZE=128, MAX_LATENCY_MS=1000)"
     return {
-        "1": ServerSpec.bentoml("1 service, adaptive batching", unset=SERVICE_KNOBS,
-                                description="bentoml serve, defaults (WORKERS=cpu_count, "
-                                            "MAX_BATCH_SIZE=128, MAX_LATENCY_MS=1000)"),
-        "2": ServerSpec.bentoml("2 service, no batching", dict(no_batching_env or {}), unset=SERVICE_KNOBS,
-                                cwd=no_batching_dir,
-                                description="the same, batching off: " + " ".join(
-                                    f"{k}={v}" for k, v in (no_batching_env or {}).items())
-                                + (f" (served from {no_batching_dir})" if no_batching_dir else "")),
+        "1": ServerSpec.bentoml("1 service, adaptive batching", unset=SERVICE_KNOBS, description=service),
+        "2": ServerSpec.bentoml("2 service, no batching", {"BATCHING": "off"}, unset=SERVICE_KNOBS,
+                                description="the same, BATCHING=off"),
         "3": ServerSpec.uvicorn("3 tutorial: FastAPI + model.predict", alt + "tutorial",
                                 description="uvicorn, 1 worker"),
         "4": ServerSpec.uvicorn("4 careful: FastAPI + model(x)", alt + "careful", description="uvicorn, 1 worker"),
         "5": ServerSpec("5 floor: Starlette + numpy", floor.command, {"OPENBLAS_NUM_THREADS": "1"},
                         "uvicorn, 1 worker, single-threaded BLAS"),
-        "4x2": ServerSpec.uvicorn("4x2 careful, 2 workers", alt + "careful", workers=2,
-                                  description="uvicorn, 2 workers"),
-        "1p": ServerSpec.bentoml("1p service, proposed changes", dict(proposed_env or {}), unset=SERVICE_KNOBS,
-                                 cwd=proposed, description=f"bentoml serve from {proposed}" + "".join(
-                                     f" {k}={v}" for k, v in (proposed_env or {}).items())),
-        "1p2": ServerSpec.bentoml("1p2 proposed + WORKERS=2", {**(proposed_env or {}), "WORKERS": "2"},
-                                  unset=SERVICE_KNOBS, cwd=proposed,
-                                  description=f"bentoml serve from {proposed}" + "".join(
-                                      f" {k}={v}" for k, v in {**(proposed_env or {}), "WORKERS": "2"}.items())),
-        "1e": ServerSpec.bentoml("1e service + env", dict(service_env), unset=SERVICE_KNOBS,
-                                 description="env " + " ".join(f"{k}={v}" for k, v in service_env.items())),
+        "base": ServerSpec.bentoml("base: service from the baseline checkout", unset=SERVICE_KNOBS, cwd=baseline,
+                                   description=f"bentoml serve from {baseline.name if baseline else '?'}"),
     }
 
 
 def add_arguments(p) -> None:
     p.add_argument("--variants", default=os.environ.get("BENCH_VARIANTS", "1,2,3,4,5"),
-                   help="comma-separated (choices: 1 2 3 4 5 4x2 1p 1p2 1e); without --rate, 1 must be one")
+                   help="comma-separated (choices: 1 2 3 4 5 base); without --rate, 1 must be one")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="checkout to serve as variant 'base' (added to --variants when given)")
     p.add_argument("--users", default=os.environ.get("BENCH_USERS", "16 64"),
                    help="closed-loop steps per server (users)")
+    p.add_argument("--small-users", type=int, default=32,
+                   help="users of the small-upload scenario (0: skip it)")
     p.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 10)))
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 2)),
                    help="rounds of every step, servers taking turns; the report gives the median")
@@ -91,13 +80,6 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=float, default=4.0)
     p.add_argument("--profile", default="1", help="variants to profile with py-spy ('' for none)")
     p.add_argument("--profile-seconds", type=float, default=10.0)
-    p.add_argument("--proposed", type=Path, default=None, help="checkout to serve as variant 1p")
-    p.add_argument("--proposed-env", nargs="*", default=[], help="K=V for variant 1p")
-    p.add_argument("--no-batching-env", nargs="*", default=["BATCHING=off"],
-                   help="K=V that turn batching off for variant 2")
-    p.add_argument("--no-batching-dir", type=Path, default=None,
-                   help="checkout to serve as variant 2 (default: this one), e.g. a copy with the BATCHING switch")
-    p.add_argument("--service-env", nargs="*", default=[], help="K=V for variant 1e")
     p.add_argument("--compare-clients", default="5",
                    help="variant on which to measure locust's CPU per request with FastHttpUser and HttpUser")
     p.add_argument("--pin-locust", default=None, help="CPU list to pin locust to; default: counted, not pinned")
@@ -156,13 +138,13 @@ def bench(args) -> int:
     detail = out / "serving"
     detail.mkdir(parents=True, exist_ok=True)
     users = [int(v) for v in str(args.users).replace(",", " ").split()]
-    service_env = dict(item.split("=", 1) for item in args.service_env)
-    all_specs = specs(args.proposed, service_env, dict(item.split("=", 1) for item in args.proposed_env),
-                      dict(item.split("=", 1) for item in args.no_batching_env), args.no_batching_dir)
+    all_specs = specs(args.baseline)
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if args.baseline and "base" not in chosen:
+        chosen.append("base")
     unknown = [v for v in chosen if v not in all_specs]
-    if unknown or ({"1p", "1p2"} & set(chosen) and not args.proposed):
-        raise SystemExit(f"unknown variants {unknown} (or 1p without --proposed)")
+    if unknown or ("base" in chosen and not args.baseline):
+        raise SystemExit(f"unknown variants {unknown} (or base without --baseline)")
     if args.rate is None and "1" not in chosen:
         raise SystemExit("without --rate, variant 1 sets the offered load: include it")
     machine = {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
@@ -184,7 +166,7 @@ def bench(args) -> int:
         spec = all_specs[key]
         print(f"starting {spec.name} ({spec.description})", flush=True)
         t0 = time.monotonic()
-        servers[key] = Server(spec, detail / key).wait_ready()
+        servers[key] = start_server(spec, detail / key).wait_ready()
         extra[key].setdefault("ready_s", time.monotonic() - t0)
         run_step(servers[key].url, 8, args.warmup, detail / key / "warmup", server_pid=servers[key].process.pid)
 
@@ -236,6 +218,13 @@ def bench(args) -> int:
             for key in rotated(round_no):
                 step(key, "rate", round_no, users=args.rate_users, seconds=args.seconds, rate=rate,
                      label=f"{rate:.0f} req/s offered")
+        small = [key for key in chosen if key in SMALL_VARIANTS] if args.small_users else []
+        for round_no in range(1, args.rounds + 1):
+            if small:
+                print(f"small uploads (28x28 PNG digits), {args.small_users} users, round {round_no}", flush=True)
+            for key in [k for k in rotated(round_no) if k in small]:
+                step(key, "small", round_no, users=args.small_users, seconds=args.seconds,
+                     label=f"small PNG, {args.small_users} users", extra_env={"LOADTEST_SCENARIO": "small"})
         if args.compare_clients in servers:
             key, clients = args.compare_clients, {}
             for client in ("fast", "http"):
@@ -269,12 +258,11 @@ def bench(args) -> int:
         clean = [lv for lv in closed if lv.failures == 0]
         results[key] = {"name": all_specs[key].name, "config": all_specs[key].description, "closed": closed,
                         "paced": combine(raw[key]["rate"]), "best": max(clean, key=lambda lv: lv.rps) if clean else None,
+                        "small": combine(raw[key]["small"]) if "small" in raw[key] else None,
                         "rounds": {level: steps for level, steps in raw[key].items()}, **extra[key]}
     if "2" in results and any((lv.mean_batch or 0) > 1.001 for lv in results["2"]["closed"]):
         results["2"]["name"] += " (NOT OFF: batches were formed)"
-        print("WARNING: variant 2 formed batches: this service ignores "
-              f"{' '.join(args.no_batching_env)}; add the switch to service/models.py or pass --no-batching-dir",
-              flush=True)
+        print("WARNING: variant 2 formed batches: BATCHING=off was ignored", flush=True)
     images = json.loads((detail / chosen[0] / f"u{users[-1]}_r1_sidecar.json").read_text()).get("image_source")
     md = report(results, rate, users, args, machine, images, time.time() - started)
     (out / "serving.md").write_text(md)
@@ -332,7 +320,7 @@ def report(results: dict, rate: float, users: list[int], args, machine: dict, im
         lines += ["Killed from outside during the run and restarted (the interrupted step was repeated): "
                   + ", ".join(f"{name} ({n}×)" for name, n in restarted.items()) + ".", ""]
     targets = []
-    for key in ("1", "1p", "1p2"):
+    for key in ("1", "base"):
         mine = results.get(key, {}).get("best")
         if not mine:
             continue
@@ -352,8 +340,29 @@ def report(results: dict, rate: float, users: list[int], args, machine: dict, im
                     f"- {name} p99 ≤ 50 ms at half the max throughput of (1) ({rate:.0f} req/s offered; half its own: "
                     f"{half:.0f}): p99 {paced.p99_ms:.0f} ms, {paced.rps:.1f} req/s achieved → "
                     f"**{'met' if paced.p99_ms <= 50 else 'missed'}**"]
+    small = {key: r["small"] for key, r in results.items() if r.get("small")}
+    floor_small = small.get("5")
+    for key in ("1", "base"):
+        if key in small and floor_small:
+            ratio = small[key].rps / floor_small.rps
+            targets.append(f"- ({key}) ≥ 0.8× (5) floor on small uploads: {small[key].rps:.1f} vs {floor_small.rps:.1f} "
+                           f"req/s = {ratio:.2f}× → **{'met' if ratio >= 0.8 else 'missed'}**")
     if targets:
         lines += ["## Targets", "", *targets, ""]
+    if small:
+        lines += ["## Small uploads", "",
+                  f"{args.small_users} closed-loop users posting 28x28 PNG test digits to /mnist/predict "
+                  "(`LOADTEST_SCENARIO=small`): decoding and the model are nearly free, so this measures what "
+                  "the HTTP stack costs per request.", "",
+                  "| server | req/s | rounds' req/s | (5) ratio | p50 ms | p99 ms | errors | server CPU ms/req | locust CPU % |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for key, lv in small.items():
+            spread = f"{lv.spread[0]:.0f}–{lv.spread[1]:.0f}" if lv.spread else "–"
+            lines.append(f"| {results[key]['name']} | {lv.rps:.1f} | {spread} | "
+                         f"{_ratio(lv.rps, floor_small.rps if floor_small else None)} | {lv.p50_ms:.0f} | "
+                         f"{lv.p99_ms:.0f} | {lv.failures} | {lv.server_ms_per_request or 0:.2f} | "
+                         f"{lv.cpu.get('locust', 0):.0f} |")
+        lines.append("")
     lines += ["## Every step (median of the rounds)", "",
               "| server | load | req/s | rounds' req/s | p50 | p95 | p99 ms | errors | 5xx | mean batch | server CPU % | "
               "server CPU ms/req | locust CPU % | other CPU % |",

@@ -2,13 +2,13 @@
 
 An :class:`ImageSet` holds, per route (``mnist``, ``asl``), a few hundred distinct uploads in
 the formats users send: the plain 28x28 test image as PNG or JPEG, and a fraction "dressed as a
-photographed upload" by :func:`preprocessing.uploads.dress_as_upload` (a 150..600 px photo of
+photographed upload" by :func:`tools.uploads.dress_as_upload` (a 150..600 px photo of
 paper or of a hand, PNG or JPEG). Each upload carries its true class name, so the load test can
 also count how many answers are right.
 
 The source is pluggable (``LOADTEST_IMAGES`` or :func:`load_images`'s ``source``):
 
-* ``data``: the test splits in ``$DATA_DIR`` (``mnist.npz``, ``sign_mnist_test.csv.gz``);
+* ``data``: the test splits of every catalog family in ``$DATA_DIR``;
 * ``synthetic``: learnable synthetic 28x28 arrays (no data needed: tests, CI);
 * ``auto`` (default): ``data`` when ``$DATA_DIR`` has both files, else ``synthetic``;
 * ``package.module:function``: any callable returning an :class:`ImageSet`.
@@ -19,7 +19,6 @@ the data files' size and mtime) under ``$LOADTEST_CACHE`` (default: ``$TMPDIR/lo
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import importlib
 import os
@@ -30,13 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocessing import ASL_SIGN, MNIST_DIGIT
-from preprocessing.uploads import dress_as_upload, encode_plain
+from catalog import FAMILIES, family
+from tools.synthetic import synthetic_pixels
+from tools.uploads import dress_as_upload, encode_plain
 
-MNIST_CLASSES = tuple(str(d) for d in range(10))
-ASL_CLASSES = tuple(chr(ord("A") + i) for i in range(25) if i != 9)  # no J (9), no Z (25)
-CLASSES = {"mnist": MNIST_CLASSES, "asl": ASL_CLASSES}
-PREPROCESSING = {"mnist": MNIST_DIGIT, "asl": ASL_SIGN}
+CLASSES = {f.route: f.class_names for f in FAMILIES}
 CACHE_VERSION = 1
 
 
@@ -90,7 +87,7 @@ def build(route: str, pixels: np.ndarray, labels: list[str | None], *, dressed: 
     uploads = []
     for i, (image, label) in enumerate(zip(pixels, labels)):
         if i in chosen:
-            data = dress_as_upload(image, PREPROCESSING[route], rng, fmt="random")
+            data = dress_as_upload(image, family(route).preprocessing, rng, fmt="random")
             ext, mime = _magic_type(data)
             kind = f"dressed-{ext}"
         else:
@@ -102,47 +99,11 @@ def build(route: str, pixels: np.ndarray, labels: list[str | None], *, dressed: 
     return uploads
 
 
-def read_mnist_test(data_dir: Path, n: int) -> tuple[np.ndarray, list[str]]:
-    with np.load(data_dir / "mnist.npz", allow_pickle=False) as npz:
-        return npz["x_test"][:n].copy(), [str(int(y)) for y in npz["y_test"][:n]]
-
-
-def read_asl_test(data_dir: Path, n: int) -> tuple[np.ndarray, list[str]]:
-    """The first ``n`` rows of the Kaggle test CSV (gzipped or not), without reading all of it."""
-    path = data_dir / "sign_mnist_test.csv.gz"
-    opener = gzip.open if path.is_file() else open
-    path = path if path.is_file() else data_dir / "sign_mnist_test.csv"
-    rows = []
-    with opener(path, "rt") as fh:
-        next(fh)  # header
-        for line in fh:
-            rows.append([int(v) for v in line.split(",")])
-            if len(rows) == n:
-                break
-    table = np.array(rows, dtype=np.int64)
-    labels = [chr(ord("A") + int(v)) for v in table[:, 0]]
-    return table[:, 1:].reshape(-1, 28, 28).astype(np.uint8), labels
-
-
 def has_data(data_dir: str | os.PathLike | None) -> bool:
-    if not data_dir:
-        return False
-    path = Path(data_dir)
-    return (path / "mnist.npz").is_file() and (
-        (path / "sign_mnist_test.csv.gz").is_file() or (path / "sign_mnist_test.csv").is_file()
-    )
+    """Whether ``data_dir`` holds every family's data files."""
+    from training.datasets import data_files
 
-
-def synthetic_pixels(route: str, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
-    """Learnable 28x28 images (a bright 6x6 block whose position encodes the class) on noise."""
-    rng = np.random.default_rng(seed)
-    classes = CLASSES[route]
-    indices = rng.integers(0, len(classes), n)
-    images = rng.integers(0, 40, size=(n, 28, 28)).astype(np.uint8)
-    for image, index in zip(images, indices):
-        row, col = divmod(int(index), 5)
-        image[2 + row * 5 : 8 + row * 5, 2 + col * 5 : 8 + col * 5] = 230
-    return images, [classes[int(i)] for i in indices]
+    return bool(data_dir) and all(data_files(f, data_dir) for f in FAMILIES)
 
 
 def _cache_file(key: dict) -> Path:
@@ -173,17 +134,19 @@ def _cached(key: dict, make):
 def from_data_dir(data_dir: str | os.PathLike, per_model: int = 300, dressed: float = 0.2,
                   seed: int = 0) -> ImageSet:
     """``per_model`` distinct test-split images per model from ``data_dir``."""
+    from training.datasets import data_files, load
+
     data_dir = Path(data_dir)
-    stats = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in sorted(data_dir.iterdir())
-             if p.name in ("mnist.npz", "sign_mnist_test.csv.gz", "sign_mnist_test.csv")]
+    stats = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for f in FAMILIES for p in data_files(f, data_dir)]
     key = dict(v=CACHE_VERSION, source="data", dir=str(data_dir.resolve()), stats=tuple(stats),
                n=per_model, dressed=dressed, seed=seed)
 
     def make() -> ImageSet:
-        mnist = read_mnist_test(data_dir, per_model)
-        asl = read_asl_test(data_dir, per_model)
-        uploads = {"mnist": build("mnist", *mnist, dressed=dressed, seed=seed),
-                   "asl": build("asl", *asl, dressed=dressed, seed=seed + 1)}
+        uploads = {}
+        for i, f in enumerate(FAMILIES):  # the first per_model images of each test split
+            raw = load(f.route, data_dir)
+            labels = [f.class_names[int(y)] for y in raw.y_test[:per_model]]
+            uploads[f.route] = build(f.route, raw.x_test[:per_model], labels, dressed=dressed, seed=seed + i)
         return ImageSet(uploads, f"test splits of {data_dir}", dict(per_model=per_model, dressed=dressed))
 
     return _cached(key, make)
@@ -196,7 +159,7 @@ def synthetic(per_model: int = 100, dressed: float = 0.2, seed: int = 0) -> Imag
     def make() -> ImageSet:
         uploads = {route: build(route, *synthetic_pixels(route, per_model, seed + i), dressed=dressed,
                                 seed=seed + i)
-                   for i, route in enumerate(("mnist", "asl"))}
+                   for i, route in enumerate(CLASSES)}
         return ImageSet(uploads, "synthetic", dict(per_model=per_model, dressed=dressed))
 
     return _cached(key, make)
@@ -217,8 +180,8 @@ def load_images(source: str | None = None, *, per_model: int | None = None, dres
         source = "data" if has_data(data_dir) else "synthetic"
     if source == "data":
         if not has_data(data_dir):
-            raise SystemExit(f"LOADTEST_IMAGES=data needs DATA_DIR with mnist.npz and sign_mnist_test.csv.gz "
-                             f"(DATA_DIR={data_dir!r})")
+            wanted = ", ".join(name for f in FAMILIES for name in f.data_files)
+            raise SystemExit(f"LOADTEST_IMAGES=data needs DATA_DIR with {wanted} (DATA_DIR={data_dir!r})")
         return from_data_dir(data_dir, per_model or int(env_n or 300), dressed, seed)
     if source == "synthetic":
         return synthetic(per_model or int(env_n or 100), dressed, seed)

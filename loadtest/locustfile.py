@@ -15,7 +15,9 @@ Environment (set by ``python -m loadtest``; all optional):
 * ``LOADTEST_USER_RATE``: requests per second per user, each user at a fixed pace; unset: no wait
   (closed loop, every user sends its next request as soon as the answer is in);
 * ``LOADTEST_SIDECAR``: a JSON file written at exit with status counts, failed checks and the
-  share of right answers per route (what locust's CSV cannot tell).
+  share of right answers per route (what locust's CSV cannot tell);
+* ``LOADTEST_SCENARIO=small``: instead of the mix, only ``POST /mnist/predict`` of the plain 28x28
+  PNG digits (the smallest uploads: what the HTTP stack costs per request).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Scenario:
         self.images = images
         self.single = {route: [(u, part_bytes("image", u)) for u in items] for route, items in images.uploads.items()}
         self.batch = {route: [(u, part_bytes("images", u)) for u in items] for route, items in images.uploads.items()}
+        self.small = [(u, part) for u, part in self.single.get("mnist", []) if u.kind == "png"]
 
 
 _scenario: Scenario | None = None
@@ -175,6 +178,14 @@ class Uploads:
     def mnist(self):
         self._predict("mnist")
 
+    def small_png(self):
+        upload, part = random.choice(scenario().small)
+
+        def expect(body):
+            tally.answer("mnist", upload.label, check_prediction(body, "mnist", 3))
+
+        self._post("/mnist/predict", "/mnist/predict (28x28 PNG)", multipart([part], None), expect)
+
     def asl(self):
         self._predict("asl")
 
@@ -187,6 +198,8 @@ class Uploads:
 
 #: task -> weight (locust does not collect @task methods from a mixin, so they are listed here)
 TASKS = {Uploads.mnist: 45, Uploads.asl: 45, Uploads.mnist_batch: 5, Uploads.asl_batch: 5}
+if os.environ.get("LOADTEST_SCENARIO") == "small":
+    TASKS = {Uploads.small_png: 1}
 
 
 if os.environ.get("LOADTEST_CLIENT", "fast") == "http":

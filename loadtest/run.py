@@ -4,41 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
 from loadtest.summary import Step, batch_counters, mean_batch_sizes, read_locust_stats
+from tools.servers import REPO, Server, bentoml_serve, http_get
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return 0, ""
 
 
 @dataclass
@@ -55,8 +33,7 @@ class ServerSpec:
     @classmethod
     def bentoml(cls, name: str, env: dict[str, str] | None = None, description: str = "",
                 cwd: Path | None = None, unset: tuple[str, ...] = ()) -> "ServerSpec":
-        return cls(name, [str(BIN / "bentoml"), "serve", "--host", "127.0.0.1", "--port", "{port}"],
-                   env or {}, description, cwd, unset)
+        return cls(name, bentoml_serve(), env or {}, description, cwd, unset)
 
     @classmethod
     def uvicorn(cls, name: str, module: str, workers: int = 1, description: str = "") -> "ServerSpec":
@@ -65,68 +42,10 @@ class ServerSpec:
                           "--log-level", "warning"], {}, description)
 
 
-class Server:
-    """A server child process in its own process group, on a free localhost port."""
-
-    def __init__(self, spec: ServerSpec, log_dir: Path):
-        self.spec = spec
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"server-{spec.name}.log"
-        self._log = open(self.log_path, "wb")
-        cwd = spec.cwd or REPO
-        env = {key: value for key, value in os.environ.items() if key not in spec.unset}
-        self.home = None
-        if Path(spec.command[0]).name == "bentoml":
-            # `bentoml serve` empties $BENTOML_HOME/prometheus_multiproc_dir when it starts, which
-            # silently breaks /metrics of any other server on the same home: each server started
-            # here gets a private home whose model store is a link to the real one.
-            real = Path(env.get("BENTOML_HOME") or Path.home() / "bentoml").resolve()
-            self.home = Path(tempfile.mkdtemp(prefix=f"loadtest-bentoml-home-{self.port}-"))
-            (self.home / "models").symlink_to(real / "models", target_is_directory=True)
-            env["BENTOML_HOME"] = str(self.home)
-        env.update({"PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")])),
-                    "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2", **spec.env})
-        command = [part.replace("{port}", str(self.port)) for part in spec.command]
-        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-
-    def wait_ready(self, timeout: float = 180.0) -> "Server":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"{self.spec.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            if http_get(f"{self.url}/readyz", 2)[0] == 200:
-                return self
-            time.sleep(0.5)
-        self.stop()
-        raise TimeoutError(f"{self.spec.name} not ready in {timeout:.0f} s:\n{self.log_tail()}")
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-            except ProcessLookupError:
-                pass
-        self._log.close()
-        if self.home is not None and self.home.exists():
-            (self.home / "models").unlink(missing_ok=True)  # the link only, never the real store
-            shutil.rmtree(self.home, ignore_errors=True)
-
-    def __enter__(self) -> "Server":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+def start_server(spec: ServerSpec, log_dir: Path) -> Server:
+    """``spec`` started on a free localhost port, its output in ``log_dir/server-<name>.log``."""
+    return Server(spec.command, env=spec.env, cwd=spec.cwd or REPO, unset=spec.unset,
+                  log=log_dir / f"server-{spec.name.split()[0]}.log")
 
 
 class ProcessTree:

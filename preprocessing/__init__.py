@@ -1,42 +1,63 @@
-"""Image preprocessing shared by training and serving.
+"""Image preprocessing shared by training and serving: the one place an image becomes a model's input.
 
-``PREPROCESSORS`` maps the preprocessing name stored in a model's metadata
-(``MNIST_DIGIT`` / ``ASL_SIGN``) to the function that turns a decoded image
-into that model's 28x28 input; ``image_to_vector`` does decode + preprocess.
+* :mod:`.vector`: the input itself (28x28 = 784 floats in 0..1) and training data -> input;
+* :mod:`.decode`: uploaded bytes -> a greyscale image, within limits;
+* :mod:`.digits`, :mod:`.signs`: a decoded image -> the 28x28 input the way MNIST / Sign Language
+  MNIST were made.
+
+``PREPROCESSORS`` maps the preprocessing id stored in a model's metadata (``MNIST_DIGIT`` /
+``ASL_SIGN``, named by the catalog's families) to its function; ``image_to_vector`` does
+decode + preprocess. The ids are a stable contract with the stored models: do not rename them.
 """
 
-from .images import (
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from preprocessing.decode import (
     ACCEPTED_FORMATS,
-    ASL_SIGN,
     DEFAULT_MAX_PIXELS,
-    IMAGE_SIDE,
-    MNIST_DIGIT,
-    PREPROCESSORS,
-    VECTOR_LENGTH,
     ImageError,
     ImageTooLarge,
     decode_image,
-    image_to_vector,
-    pixels_to_model_input,
-    prepare_digit,
-    prepare_sign,
     to_grayscale,
 )
+from preprocessing.digits import prepare_digit
+from preprocessing.signs import prepare_sign
+from preprocessing.vector import IMAGE_SIDE, VECTOR_LENGTH, pixels_to_model_input
+
+MNIST_DIGIT = "mnist_digit"
+ASL_SIGN = "asl_sign"
 
 __all__ = [
-    "ACCEPTED_FORMATS",
-    "ASL_SIGN",
-    "DEFAULT_MAX_PIXELS",
-    "IMAGE_SIDE",
-    "MNIST_DIGIT",
-    "PREPROCESSORS",
-    "VECTOR_LENGTH",
-    "ImageError",
-    "ImageTooLarge",
-    "decode_image",
-    "image_to_vector",
-    "pixels_to_model_input",
-    "prepare_digit",
-    "prepare_sign",
-    "to_grayscale",
+    "ACCEPTED_FORMATS", "ASL_SIGN", "DEFAULT_MAX_PIXELS", "IMAGE_SIDE", "MNIST_DIGIT", "PREPROCESSORS",
+    "VECTOR_LENGTH", "ImageError", "ImageTooLarge", "decode_image", "image_to_vector",
+    "pixels_to_model_input", "prepare_digit", "prepare_sign", "to_grayscale",
 ]
+
+PREPROCESSORS: dict[str, Callable[[Image.Image], np.ndarray]] = {
+    MNIST_DIGIT: prepare_digit,
+    ASL_SIGN: prepare_sign,
+}
+
+
+def image_to_vector(
+    data: bytes, preprocessing: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Decode an upload and preprocess it for a model -> float32 (784,) in 0..1.
+
+    ``preprocessing`` is the name stored in the model's metadata; an unknown
+    name is a programming error (ValueError), checked before decoding.
+    Raises ImageError / ImageTooLarge for bad uploads.
+    """
+    try:
+        prepare = PREPROCESSORS[preprocessing]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown preprocessing {preprocessing!r}; known: {sorted(PREPROCESSORS)}"
+        ) from None
+    image = decode_image(data, max_pixels=max_pixels)
+    return prepare(image).reshape(VECTOR_LENGTH).astype(np.float32, copy=False)

@@ -9,7 +9,7 @@ load the batches grow by themselves, because more requests finish their preproce
 
 The pass runs on the event loop itself, not in a thread: a compiled batch-1 pass of these models
 takes ~0.4 ms, less than handing it to a thread and back (in one run at 188 req/s: p99 63-100 ms
-with the pass in a thread, 46-79 ms on the loop; docs/loadtest.md, R7). Requests that arrive
+with the pass in a thread, 46-79 ms on the loop; docs/decisions.md). Requests that arrive
 during a pass wait in the socket buffers meanwhile.
 
 Why not BentoML's own dispatcher behind ``@bentoml.api(batchable=True)`` for the uploads
@@ -28,21 +28,6 @@ from collections import deque
 from typing import Callable
 
 import numpy as np
-from prometheus_client import Histogram
-
-BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-_batch_sizes: Histogram | None = None
-
-
-def batch_size_histogram() -> Histogram:
-    """``model_batch_size{model=...}`` on the service's /metrics: requests merged into one forward
-    pass (as BentoML counts its batches; a predict_batch request is one request of several rows)."""
-    global _batch_sizes
-    if _batch_sizes is None:  # created in the worker, after BentoML set up multiprocess metrics
-        _batch_sizes = Histogram("model_batch_size", "Requests per forward pass of the upload routes",
-                                 labelnames=["model"], buckets=BATCH_SIZE_BUCKETS)
-    return _batch_sizes
-
 
 class Overloaded(Exception):
     """The request waited longer than the latency budget before its batch could start."""
@@ -51,14 +36,14 @@ class Overloaded(Exception):
 class Batcher:
     """Queue single requests (n, 784) and run them through ``forward`` in shared batches."""
 
-    def __init__(self, name: str, forward: Callable[[np.ndarray], np.ndarray], max_batch_size: int,
-                 max_latency_ms: float):
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], *, max_batch_size: int,
+                 max_latency_ms: float, on_batch: Callable[[int], None] = lambda requests: None):
         self.forward = forward
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000
+        self.on_batch = on_batch  # told the number of requests in every pass (metrics)
         self._queue: deque[tuple[float, np.ndarray, asyncio.Future]] = deque()
         self._running = False
-        self._sizes = batch_size_histogram().labels(model=name)
 
     async def __call__(self, rows: np.ndarray) -> np.ndarray:
         """The model's output for ``rows``, computed in a batch with whatever else is waiting."""
@@ -96,7 +81,7 @@ class Batcher:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                self._sizes.observe(len(batch))
+                self.on_batch(len(batch))
                 for (_, future), output in zip(batch, np.split(outputs, np.cumsum([len(p) for p in parts])[:-1])):
                     if not future.done():
                         future.set_result(output)
@@ -107,10 +92,11 @@ class Batcher:
 class Unbatched:
     """``BATCHING=off``: every request gets its own forward pass (for comparison)."""
 
-    def __init__(self, name: str, forward: Callable[[np.ndarray], np.ndarray], **_):
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], *,
+                 on_batch: Callable[[int], None] = lambda requests: None, **_):
         self.forward = forward
-        self._sizes = batch_size_histogram().labels(model=name)
+        self.on_batch = on_batch
 
     async def __call__(self, rows: np.ndarray) -> np.ndarray:
-        self._sizes.observe(1)
+        self.on_batch(1)
         return self.forward(rows)

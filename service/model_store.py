@@ -1,49 +1,52 @@
-"""The trained models in the BentoML store, and what their metadata says about serving them."""
+"""The trained models in the BentoML store: their references, and what their metadata says."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import bentoml
 
-MODEL_FILE = "model.keras"
-
-# Route prefix -> (store name, the command that trains it when it is missing).
-SERVED_MODELS = {
-    "mnist": ("mnist_dense", "python -m training mnist"),
-    "asl": ("asl_dense", "python -m training asl"),
-}
+from catalog import FAMILIES, MODEL_FILE, Family, ModelMetadata
 
 
-class ModelNotTrained(RuntimeError):
+class ModelNotTrained(bentoml.exceptions.NotFound):
     """A model the service needs is not in the store."""
 
 
-def reference(route: str) -> bentoml.models.BentoModel:
-    """The store entry served under ``/<route>/``; fails with the command that trains it."""
-    name, command = SERVED_MODELS[route]
-    try:
-        stored = bentoml.models.get(f"{name}:latest")
-    except bentoml.exceptions.NotFound:
-        from bentoml._internal.configuration.containers import BentoMLContainer
+class CatalogModel(bentoml.models.BentoModel):
+    """A family's model in the store; when it is missing, resolving it (BentoML does so before
+    the workers start) fails with the command that trains it."""
 
-        home = BentoMLContainer.bentoml_home.get()
-        raise ModelNotTrained(
-            f"model {name!r} is not in the BentoML model store ({home}). "
-            f"Train it first: `{command}` (or `make train` for both models), then start the service again."
-        ) from None
-    return bentoml.models.BentoModel(str(stored.tag))
+    def resolve(self, base_path=None):
+        if self.stored is None:
+            missing = [f for f in FAMILIES if CatalogModel(f.model_tag).stored is None] or [
+                f for f in FAMILIES if f.store_name == self.tag.name]
+            home = os.environ.get("BENTOML_HOME") or os.path.join("~", "bentoml")
+            names = ", ".join(repr(f.store_name) for f in missing) or repr(self.tag.name)
+            commands = "; ".join(f"`{f.train_command}`" for f in missing)
+            raise ModelNotTrained(
+                f"not in the BentoML model store ({home}): {names}. Train first: {commands} "
+                "(or `make train` for every model), then start the service again."
+            )
+        return super().resolve(base_path)
+
+
+def reference(family: Family) -> bentoml.models.BentoModel:
+    """The store entry a family is served from (resolved when the service starts, not at import)."""
+    return CatalogModel(family.model_tag)
 
 
 @dataclass(frozen=True)
-class ModelCard:
-    """What the HTTP layer needs to know about one model: all of it from the model's metadata."""
+class StoredModel:
+    """One resolved store entry: its exact tag, the path of ``model.keras`` and its metadata."""
 
     tag: str
-    class_names: tuple[str, ...]
-    preprocessing: str
+    path: str
+    metadata: ModelMetadata
 
     @classmethod
-    def of(cls, ref: bentoml.models.BentoModel) -> "ModelCard":
-        meta = ref.stored.info.metadata
-        return cls(str(ref.stored.tag), tuple(meta["class_names"]), meta["preprocessing"])
+    def of(cls, family: Family, ref: bentoml.models.BentoModel) -> "StoredModel":
+        """The entry ``ref`` points at; ModelNotTrained names the command that trains it."""
+        stored = ref.resolve()
+        return cls(str(stored.tag), stored.path_of(MODEL_FILE), ModelMetadata.from_store(stored.info.metadata))

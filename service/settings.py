@@ -1,54 +1,89 @@
-"""Service settings, read once from the environment (documented in the README)."""
+"""The service's settings: one frozen object, read once from the environment and passed in.
+
+Every field names its environment variable and says what it does; README "Configuration" lists
+the same table (``tests/test_settings.py`` keeps the two in step).
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field, fields
+from typing import Mapping
 
 
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+def _env(name: str, default, help: str):
+    return field(default=default, metadata={"env": name, "help": help})
 
 
-def _switch(name: str, default: bool) -> bool:
-    """on/off from the environment: off, 0, false, no are off; on, 1, true, yes are on."""
-    value = os.environ.get(name, "").strip().lower()
-    if value in ("off", "0", "false", "no"):
-        return False
-    if value in ("on", "1", "true", "yes"):
-        return True
-    return default
+_ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
 
 
-# Uploads: the whole request body, and the decoded image's width x height.
-MAX_BODY_BYTES = _int("MAX_BODY_BYTES", 10 * 1024 * 1024)
-MAX_IMAGE_PIXELS = _int("MAX_IMAGE_PIXELS", 40_000_000)
-MAX_BATCH_FILES = 64
-DEFAULT_TOP_K = 3
+@dataclass(frozen=True)
+class Settings:
+    """Limits, batching, workers and switches of the service (defaults in the field list)."""
 
-# Adaptive batching (see README, "Batching"); BATCHING=off gives every request its own forward
-# pass (for comparison). MAX_LATENCY_MS: a request that waited longer for its batch gets 503.
-BATCHING = _switch("BATCHING", True)
-MAX_BATCH_SIZE = _int("MAX_BATCH_SIZE", 128)
-MAX_LATENCY_MS = _int("MAX_LATENCY_MS", 1000)
+    max_body_bytes: int = _env("MAX_BODY_BYTES", 10 * 1024 * 1024, "largest request body, in bytes")
+    max_image_pixels: int = _env("MAX_IMAGE_PIXELS", 40_000_000,
+                                 "largest image, width × height, checked from its header")
+    max_batch_size: int = _env("MAX_BATCH_SIZE", 128, "most rows (images) in one forward pass")
+    max_latency_ms: int = _env("MAX_LATENCY_MS", 1000,
+                               "a request that waited longer for its forward pass is shed with 503")
+    batching: bool = _env("BATCHING", True, "`off`: every request gets its own forward pass (for comparison)")
+    xla: bool = _env("XLA", True,
+                     "TensorFlow backend: the forward pass compiled with XLA; `off`: Keras' predict_on_batch")
+    inline_decode_bytes: int = _env("INLINE_DECODE_BYTES", 256 * 1024,
+                                    "uploads up to this size are decoded on the event loop, larger ones in a thread")
+    access_log: bool = _env("ACCESS_LOG", False, "`on`: BentoML's access log line per request")
+    tracing: bool = _env("TRACING", False, "`on`: BentoML's OpenTelemetry spans")
+    workers: int | str = _env("WORKERS", "cpu_count",
+                              "worker processes, each with both models and its own batch queue; "
+                              "`cpu_count`: one per core BentoML sees (container CPU limits included)")
+    tf_intra_op_threads: int = _env("TF_NUM_INTRAOP_THREADS", 1, "TensorFlow threads per operation, per worker")
+    tf_inter_op_threads: int = _env("TF_NUM_INTEROP_THREADS", 1, "TensorFlow operations run at once, per worker")
 
-# TensorFlow backend: each model's forward pass compiled with XLA (XLA=off: Keras'
-# predict_on_batch, which costs twice the CPU per batch-1 pass here).
-XLA = _switch("XLA", True)
+    max_batch_files: int = 64  #: images in one predict_batch request
+    default_top_k: int = 3  #: classes listed when the request does not say
 
-# Uploads up to this size are decoded on the event loop (cheaper than a thread hop); larger
-# ones in a thread, so that one big image cannot stall the other requests' I/O.
-INLINE_DECODE_BYTES = _int("INLINE_DECODE_BYTES", 256 * 1024)
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
+        """The settings from ``environ``; a malformed value raises ValueError naming its variable."""
+        values = {}
+        for f in fields(cls):
+            name = f.metadata.get("env")
+            raw = (environ.get(name) or "").strip() if name else ""
+            if raw:
+                values[f.name] = _parse(raw, f.default, name)
+        return cls(**values)
 
-# One access-log line per request costs ~4 % of a worker's CPU; ACCESS_LOG=on brings it back.
-ACCESS_LOG = _switch("ACCESS_LOG", False)
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        """Batch sizes the forward pass is compiled for: powers of two up to ``max_batch_size``."""
+        powers = tuple(2**i for i in range(16) if 2**i < self.max_batch_size)
+        return powers + (self.max_batch_size,)
 
-# BentoML's OpenTelemetry spans are never exported here but cost ~20 % of the CPU per request
-# (docs/loadtest.md); TRACING=on brings them back (e.g. with an exporter configured).
-TRACING = _switch("TRACING", False)
+    def bentoml_config(self) -> dict:
+        """The ``@bentoml.service`` options these settings decide (access log, tracing)."""
+        config: dict = {}
+        if not self.access_log:
+            config["logging"] = {"access": {"enabled": False}}
+        if not self.tracing:
+            config["tracing"] = {"excluded_urls": [".*"]}
+        return config
 
-# Worker processes of the service, each with both models and its own batch queue: a number, or
-# cpu_count (the default: one per core BentoML sees, container CPU limits included).
-WORKERS: int | str = os.environ.get("WORKERS") or "cpu_count"
-if WORKERS != "cpu_count":
-    WORKERS = int(WORKERS)
+
+def _parse(raw: str, default, name: str):
+    if isinstance(default, bool):
+        if raw.lower() in _ON:
+            return True
+        if raw.lower() in _OFF:
+            return False
+        raise ValueError(f"{name}={raw!r}: expected on or off")
+    if name == "WORKERS" and raw == "cpu_count":
+        return raw
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a whole number") from None
+    if value < 1:
+        raise ValueError(f"{name}={raw!r}: expected a number of at least 1")
+    return value

@@ -1,16 +1,16 @@
-"""The web page to try the models: plain static files from ``service/web/``, served at ``/ui/``.
+"""The web page to try the models, and the API reference page; static files, no CDN.
 
 Routes added to the FastAPI app (none of them appears in the OpenAPI spec):
 
-* ``/ui/``  the page (``index.html``, ``app.js``, ``style.css``), Starlette ``StaticFiles``;
-  ``/ui`` redirects to ``/ui/``.
-* ``/``     redirects to ``/ui/``. BentoML 1.4.30 consults the mounted app (a "passive" mount)
-  before its own index route, so this takes over BentoML's default page at ``/``.
-* ``/docs`` BentoML's own OpenAPI (Swagger UI) page, the one it served at ``/``, unchanged: its
-  assets (``/static_content/...``) and the spec (``/docs.json``) stay where BentoML serves them.
+* ``/ui/``  the page (``service/web/``: ``index.html``, ``app.js``, ``style.css``), Starlette
+  ``StaticFiles``; ``/ui`` redirects to ``/ui/``.
+* ``/``     redirects to ``/ui/``. BentoML consults the mounted app before its own index route, so
+  this takes over BentoML's default page at ``/``.
+* ``/docs`` the API reference: Swagger UI from the ``swagger-ui-bundle`` package (served under
+  ``/docs/assets/``), reading the OpenAPI spec BentoML serves at ``/docs.json``.
 
-The redirects are relative (``ui/``), so the page also works behind a proxy that adds a path
-prefix; the page itself calls the API with relative URLs (``../mnist/predict``).
+Every URL is relative (``ui/``, ``docs.json``), so the pages also work behind a proxy that adds a
+path prefix; the page calls the API with relative URLs (``../mnist/predict``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 WEB_DIR = Path(__file__).with_name("web")
@@ -26,18 +26,9 @@ UI_PATH = "/ui"
 DOCS_PATH = "/docs"
 
 
-def bentoml_openapi_page() -> Path | None:
-    """BentoML's Swagger UI page (the file it serves at ``/`` by default), if this version has it."""
-    try:
-        import _bentoml_impl.server as bentoml_server
-    except ImportError:  # pragma: no cover - another BentoML layout
-        return None
-    page = Path(bentoml_server.__file__).with_name("main-openapi.html")
-    return page if page.is_file() else None
-
-
 def mount_ui(app: FastAPI) -> None:
-    """Add the page, the redirects to it and the relocated OpenAPI page to ``app``."""
+    """Add the page, the redirects to it and the API reference page to ``app``."""
+    from swagger_ui_bundle import swagger_ui_path
 
     @app.get("/", include_in_schema=False)
     async def _home() -> Response:
@@ -48,12 +39,10 @@ def mount_ui(app: FastAPI) -> None:
         return RedirectResponse("ui/", status_code=307)
 
     @app.get(DOCS_PATH, include_in_schema=False)
-    async def _openapi_page() -> Response:
-        page = bentoml_openapi_page()
-        if page is None:  # pragma: no cover - another BentoML layout
-            return PlainTextResponse("The OpenAPI spec is at /docs.json", status_code=404)
-        return FileResponse(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+    async def _api_reference() -> Response:
+        return FileResponse(WEB_DIR / "api-docs.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
 
+    app.mount(f"{DOCS_PATH}/assets", NoCacheStaticFiles(directory=swagger_ui_path), name="docs-assets")
     app.mount(UI_PATH, NoCacheStaticFiles(directory=WEB_DIR, html=True), name="ui")
 
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from service.batching import Batcher, Overloaded, Unbatched, batch_size_histogram
+from service.batching import Batcher, Overloaded, Unbatched
 
 
 class RecordingModel:
@@ -32,10 +32,11 @@ def rows(i: int, n: int = 1) -> np.ndarray:
     return np.full((n, 784), float(i), np.float32)
 
 
-def counted(name: str) -> tuple[float, float]:
-    """(passes, requests) observed so far in the batch size histogram for ``name``."""
-    samples = {s.name: s.value for s in batch_size_histogram().collect()[0].samples if s.labels.get("model") == name}
-    return samples.get("model_batch_size_count", 0.0), samples.get("model_batch_size_sum", 0.0)
+class Passes(list):
+    """The ``on_batch`` callback: records the number of requests in every pass."""
+
+    def __call__(self, requests: int) -> None:
+        self.append(requests)
 
 
 def run(coroutine):
@@ -44,7 +45,7 @@ def run(coroutine):
 
 def test_one_request_alone_gets_its_own_pass_at_once():
     model = RecordingModel()
-    batcher = Batcher("t", model, max_batch_size=8, max_latency_ms=1000)
+    batcher = Batcher(model, max_batch_size=8, max_latency_ms=1000)
 
     async def main():
         start = time.monotonic()
@@ -57,16 +58,15 @@ def test_one_request_alone_gets_its_own_pass_at_once():
 
 
 def test_concurrent_requests_share_passes_and_get_their_own_rows_back():
-    model = RecordingModel(seconds=0.02)
-    batcher = Batcher("t", model, max_batch_size=64, max_latency_ms=5000)
+    model, passes = RecordingModel(seconds=0.02), Passes()
+    batcher = Batcher(model, max_batch_size=64, max_latency_ms=5000, on_batch=passes)
 
     async def main():
         return await asyncio.gather(*(batcher(rows(i, n=1 + i % 3)) for i in range(40)))
 
-    before = counted("t")
     outputs = run(main())
-    assert counted("t")[1] - before[1] == 40  # every request counted once in the batch histogram
-    assert counted("t")[0] - before[0] == len(model.batches)
+    assert sum(passes) == 40  # every request counted once in the batch histogram
+    assert len(passes) == len(model.batches)
     for i, out in enumerate(outputs):
         assert out.shape == (1 + i % 3, 3) and (out == 2 * i).all()
     assert sum(model.batches) == sum(1 + i % 3 for i in range(40))
@@ -75,7 +75,7 @@ def test_concurrent_requests_share_passes_and_get_their_own_rows_back():
 
 def test_requests_ready_in_the_same_turn_share_a_pass_and_a_later_one_gets_its_own():
     model = RecordingModel()
-    batcher = Batcher("t", model, max_batch_size=64, max_latency_ms=1000)
+    batcher = Batcher(model, max_batch_size=64, max_latency_ms=1000)
 
     async def later():
         await asyncio.sleep(0.05)
@@ -91,7 +91,7 @@ def test_requests_ready_in_the_same_turn_share_a_pass_and_a_later_one_gets_its_o
 
 def test_batches_never_exceed_max_batch_size():
     model = RecordingModel(seconds=0.01)
-    batcher = Batcher("t", model, max_batch_size=5, max_latency_ms=5000)
+    batcher = Batcher(model, max_batch_size=5, max_latency_ms=5000)
 
     async def main():
         return await asyncio.gather(*(batcher(rows(i, n=2)) for i in range(20)))
@@ -102,7 +102,7 @@ def test_batches_never_exceed_max_batch_size():
 
 def test_requests_that_waited_past_the_budget_are_shed():
     model = RecordingModel(seconds=0.2)
-    batcher = Batcher("t", model, max_batch_size=1, max_latency_ms=50)
+    batcher = Batcher(model, max_batch_size=1, max_latency_ms=50)
 
     async def main():
         return await asyncio.gather(*(batcher(rows(i)) for i in range(4)), return_exceptions=True)
@@ -115,7 +115,7 @@ def test_requests_that_waited_past_the_budget_are_shed():
 
 def test_a_failing_pass_fails_its_requests_only():
     model = RecordingModel(fail=True)
-    batcher = Batcher("t", model, max_batch_size=8, max_latency_ms=1000)
+    batcher = Batcher(model, max_batch_size=8, max_latency_ms=1000)
 
     async def main():
         first = await asyncio.gather(batcher(rows(1)), batcher(rows(2)), return_exceptions=True)
@@ -129,7 +129,7 @@ def test_a_failing_pass_fails_its_requests_only():
 
 def test_unbatched_runs_one_pass_per_request():
     model = RecordingModel(seconds=0.01)
-    unbatched = Unbatched("t", model)
+    unbatched = Unbatched(model)
 
     async def main():
         return await asyncio.gather(*(unbatched(rows(i)) for i in range(6)))
@@ -140,26 +140,29 @@ def test_unbatched_runs_one_pass_per_request():
 
 @pytest.mark.parametrize("kind", [Batcher, Unbatched])
 def test_a_pass_of_one_request_counts_one_whatever_its_rows(kind):
-    before = counted("counted")
-    run(kind("counted", RecordingModel(), max_batch_size=8, max_latency_ms=1000)(rows(1, n=3)))
-    after = counted("counted")
-    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    passes = Passes()
+    run(kind(RecordingModel(), max_batch_size=8, max_latency_ms=1000, on_batch=passes)(rows(1, n=3)))
+    assert passes == [1]
 
 
-# ---- the compiled forward pass (service/models.py) ----------------------------------------------
+# ---- the compiled forward pass (service/forward.py) ---------------------------------------------
 
 @pytest.mark.parametrize("xla", [True, False])
-def test_compiled_model_gives_keras_own_output_for_any_batch_size(monkeypatch, xla):
+def test_compiled_forward_gives_keras_own_output_for_any_batch_size(xla):
     """XLA or predict_on_batch, padded to buckets or sliced past the largest: the model's own answer."""
-    from service import models, settings
+    import keras
+
+    from service.forward import CompiledForward
+    from service.settings import Settings
+    from training.config import TrainConfig
     from training.models import build_classifier, inference_model
 
-    monkeypatch.setattr(settings, "XLA", xla)
-    keras_model = inference_model(build_classifier(10))
-    compiled = models.CompiledModel(keras_model, "test")
-    backend_has_xla = models.keras_backend() == "tensorflow"
-    assert compiled.compiled == ("XLA" if xla and backend_has_xla else "predict_on_batch")
-    x = np.random.default_rng(0).random((models.BUCKETS[-1] + 3, 784), dtype=np.float32)
+    keras_model = inference_model(build_classifier(10, TrainConfig()))
+    buckets = Settings(max_batch_size=16).buckets
+    compiled = CompiledForward(keras_model, buckets, xla=xla, name="test")
+    expected = {"tensorflow": "XLA", "jax": "jax.jit"}.get(keras.backend.backend(), "predict_on_batch")
+    assert compiled.compiled == (expected if xla else "predict_on_batch")
+    x = np.random.default_rng(0).random((buckets[-1] + 3, 784), dtype=np.float32)
     for n in (1, 3, 8, len(x)):
         out = compiled(x[:n])
         assert out.shape == (n, 10)

@@ -10,7 +10,7 @@ import pytest
 import requests
 import yaml
 
-from servers import BENTOML, REPO, Server
+from tools.servers import BENTOML, REPO, Server, bentoml_serve
 from test_service import GOOD
 
 
@@ -30,11 +30,13 @@ def cpu_bento(served_models):
 def test_bento_holds_service_models_and_pinned_packages(cpu_bento, served_models):
     root = cpu_bento.path
     info = yaml.safe_load(open(os.path.join(root, "bento.yaml")))
-    assert {m["tag"] for m in info["models"]} == set(served_models.values())
+    # the models the service declares, one per catalog family (no list in the bentofile)
+    assert {m["tag"] for m in info["services"][0]["models"]} == set(served_models.values())
     src = os.listdir(os.path.join(root, "src"))
-    assert {"service", "preprocessing"} <= set(src) and "training" not in src and "tests" not in src
+    # what serving needs and nothing else: no training, tools, benchmarks, load tests or tests
+    assert set(src) - {"bentofile.yaml"} == {"catalog", "preprocessing", "service"}, src
     requirements = open(os.path.join(root, "env", "python", "requirements.txt")).read()
-    for pin in ("tensorflow-cpu==2.21.0", "keras==3.15.1", "bentoml==1.4.30", "pillow==13.0.0"):
+    for pin in ("tensorflow-cpu==2.21.0", "keras==3.15.1", "bentoml==1.4.40", "pillow==13.0.0"):
         assert pin in requirements
     dockerfile = open(os.path.join(root, "env", "docker", "Dockerfile")).read()
     assert "FROM python:3.11-slim" in dockerfile and "EXPOSE 3000" in dockerfile
@@ -43,7 +45,7 @@ def test_bento_holds_service_models_and_pinned_packages(cpu_bento, served_models
 
 def test_built_bento_serves_the_same_answers(cpu_bento, server, tmp_path):
     """Serve the built Bento (not the source tree: another working directory) and compare."""
-    built = Server(str(cpu_bento.tag), cwd=tmp_path, log=tmp_path / "serve.log").wait_ready()
+    built = Server(bentoml_serve(str(cpu_bento.tag)), cwd=tmp_path, log=tmp_path / "serve.log").wait_ready()
     try:
         for route in ("mnist", "asl"):
             files = {"image": ("d.png", GOOD, "image/png")}

@@ -7,9 +7,12 @@ import gzip
 import numpy as np
 import pytest
 
-from conftest import asl_csv_text, write_asl_csvs, write_mnist_npz
+from tools.synthetic import asl_csv_text, write_asl_csvs, write_mnist_npz
 from training import datasets
-from training.datasets import ASL_CLASS_NAMES, DataError
+from catalog import family
+from training.datasets import DataError
+
+ASL_CLASS_NAMES = family("asl").class_names
 
 
 def test_mnist_npz_loads_with_checksum(tmp_path):
@@ -19,7 +22,7 @@ def test_mnist_npz_loads_with_checksum(tmp_path):
     assert data.x_test.shape == (20, 28, 28)
     assert data.y_train.max() <= 9
     assert data.sources["mnist.npz"] == datasets.sha256_of(tmp_path / "mnist.npz")
-    assert data.spec.class_names == tuple("0123456789")
+    assert data.family.class_names == tuple("0123456789")
 
 
 def test_data_dir_comes_from_environment(tmp_path, monkeypatch):

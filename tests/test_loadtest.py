@@ -7,18 +7,14 @@ Without DATA_DIR the uploads come from synthetic arrays (the image source is plu
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # `loadtest` is run from the repository, not installed
-
 from loadtest import profile  # noqa: E402
 from loadtest.__main__ import main  # noqa: E402
-from loadtest.images import ASL_CLASSES, MNIST_CLASSES, ImageSet, Upload, load_images  # noqa: E402
+from catalog import family  # noqa: E402
+from loadtest.images import ImageSet, Upload, load_images  # noqa: E402
 from loadtest.scenario import CONTENT_TYPE, BadAnswer, check_prediction, multipart, part_bytes  # noqa: E402
 from loadtest.summary import SLO, Step, batch_counters, markdown_table, mean_batch_sizes, read_locust_stats  # noqa: E402
 
@@ -34,7 +30,7 @@ def custom_images() -> ImageSet:
     """An image source given as LOADTEST_IMAGES=test_loadtest:custom_images."""
     pixels = np.zeros((28, 28), np.uint8)
     pixels[8:20, 12:16] = 255
-    from preprocessing.uploads import encode_plain
+    from tools.uploads import encode_plain
 
     one = Upload("mnist", "one.png", "image/png", encode_plain(pixels), "1", "png")
     return ImageSet({"mnist": [one], "asl": [Upload("asl", "a.png", "image/png", encode_plain(pixels), None, "png")]},
@@ -47,7 +43,7 @@ def test_synthetic_images_mix_plain_and_dressed_uploads(monkeypatch):
     monkeypatch.delenv("DATA_DIR", raising=False)
     images = load_images()  # auto without DATA_DIR: synthetic
     assert images.source == "synthetic"
-    for route, classes in (("mnist", MNIST_CLASSES), ("asl", ASL_CLASSES)):
+    for route, classes in (("mnist", family('mnist').class_names), ("asl", family('asl').class_names)):
         items = images.uploads[route]
         assert len(items) == 30 and len({u.data for u in items}) == 30
         assert {u.kind for u in items} >= {"png", "jpeg"} and any(u.kind.startswith("dressed") for u in items)
@@ -68,7 +64,7 @@ def test_real_test_split_images(real_data_dir):
     images = load_images("data", per_model=20, dressed=0.25)
     mnist, asl = images.uploads["mnist"], images.uploads["asl"]
     assert [u.label for u in mnist[:5]] == ["7", "2", "1", "0", "4"]  # the first MNIST test labels
-    assert all(u.label in ASL_CLASSES for u in asl)
+    assert all(u.label in family("asl").class_names for u in asl)
     assert sum(u.kind.startswith("dressed") for u in mnist) == 5
 
 
@@ -95,7 +91,7 @@ def test_multipart_body_parses_like_a_browser_upload():
     assert b"top_k" not in without and without.endswith(b"--\r\n")
 
 
-def _answer(probabilities, classes=MNIST_CLASSES, top_k=3):
+def _answer(probabilities, classes=family("mnist").class_names, top_k=3):
     order = np.argsort(probabilities)[::-1][:top_k]
     return {"label": classes[order[0]], "index": int(order[0]), "confidence": float(probabilities[order[0]]),
             "top_k": [{"label": classes[i], "probability": float(probabilities[i])} for i in order], "model": "m:1"}
@@ -103,7 +99,7 @@ def _answer(probabilities, classes=MNIST_CLASSES, top_k=3):
 
 def test_answer_checks():
     p = np.random.default_rng(0).dirichlet(np.ones(10))
-    assert check_prediction(_answer(p), "mnist", 3) == MNIST_CLASSES[int(p.argmax())]
+    assert check_prediction(_answer(p), "mnist", 3) == family("mnist").class_names[int(p.argmax())]
     assert check_prediction(_answer(p, top_k=10), "mnist", 10)
     broken = {
         "wrong class": {**_answer(p), "label": "Q"},
@@ -173,7 +169,7 @@ def test_profile_buckets():
         'process 1:"python -m _bentoml_impl.worker.service . --service-name front";prepare_digit (preprocessing/images.py:300);'
         'median (numpy/lib/_function_base_impl.py:1) 20',
         'process 1:"python -m _bentoml_impl.worker.service . --service-name front";EpollSelector.select (selectors.py:468) 500',
-        'process 2:"python -m _bentoml_impl.worker.service . --service-name models";forward (service/models.py:30);'
+        'process 2:"python -m _bentoml_impl.worker.service . --service-name models";forward (service/forward.py:30);'
         'Layer.__call__ (keras/src/layers/layer.py:800) 50',
     ])
     result = profile.breakdown(raw)
@@ -222,8 +218,8 @@ def test_numpy_floor_matches_keras_and_answers_like_the_service(served_models, m
 def test_bench_report_formats_results(tmp_path):
     from loadtest.bench import report, specs
 
-    assert {"1", "2", "3", "4", "5"} <= set(specs(None, {}))
-    assert specs(None, {}, no_batching_env={"BATCHING": "off"})["2"].env == {"BATCHING": "off"}
+    assert {"1", "2", "3", "4", "5", "base"} == set(specs())
+    assert specs()["2"].env == {"BATCHING": "off"}
 
     def step(label, rps, p99, users=16, batch=None):
         return Step(label=label, users=users, requests=int(rps * 10), failures=0, rps=rps, p50_ms=p99 / 3,
@@ -232,17 +228,20 @@ def test_bench_report_formats_results(tmp_path):
 
     results = {key: {"name": name, "config": "c", "closed": [step("16 users", rps, 90)],
                      "paced": step("50 req/s offered", rps / 2, 40), "best": step("16 users", rps, 90, batch=3.0),
+                     "small": step("small PNG, 32 users", rps * 1.5, 60) if key != "4" else None,
                      "rss_mib": 900, "profile_md": "**x**" if key == "1" else None}
                for key, name, rps in (("1", "1 service", 200.0), ("4", "4 careful", 80.0), ("5", "5 floor", 220.0))}
 
     class Args:
-        seconds, warmup, rate_users, pin_locust, profile_seconds, rounds = 15, 4, 32, None, 10, 2
+        seconds, warmup, rate_users, pin_locust, profile_seconds, rounds, small_users = 15, 4, 32, None, 10, 2, 32
 
     md = report(results, 100.0, [16, 64], Args, {"cpus": 2, "cpu": "x", "memory_gib": 8,
                                                "load_average_before": (0.1, 0.2, 0.3)}, "synthetic", 60)
     assert "(1) ≥ 2× (4) careful: 200.0 vs 80.0 req/s = 2.50× → **met**" in md
     assert "(1) ≥ 0.8× (5) floor: 200.0 vs 220.0 req/s = 0.91× → **met**" in md
     assert "p99 40 ms" in md and "## Where the time goes: 1 service" in md
+    assert "(1) ≥ 0.8× (5) floor on small uploads: 300.0 vs 330.0 req/s = 0.91× → **met**" in md
+    assert "## Small uploads" in md
 
 
 # ---- short real runs against the session's service -----------------------------------------------

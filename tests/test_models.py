@@ -10,11 +10,12 @@ import keras
 import numpy as np
 import pytest
 
+from training.config import TrainConfig
 from training.models import build_classifier, inference_model, make_optimizer
 
 
 def test_course_shape_and_parameter_count():
-    model = build_classifier(10)
+    model = build_classifier(10, TrainConfig())
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     assert [layer.units for layer in dense] == [512, 512, 10]
     assert [layer.activation.__name__ for layer in dense] == ["relu", "relu", "softmax"]
@@ -23,7 +24,7 @@ def test_course_shape_and_parameter_count():
 
 
 def test_softmax_output_sums_to_one():
-    model = build_classifier(24, dropout=0.3, augment="nearest", normalize=True)
+    model = build_classifier(24, TrainConfig(dropout=0.3, augment="nearest", normalize=True))
     x = np.random.default_rng(0).random((5, 784), dtype=np.float32)
     probabilities = np.asarray(model(x))
     assert probabilities.shape == (5, 24)
@@ -31,7 +32,7 @@ def test_softmax_output_sums_to_one():
 
 
 def test_accepts_flat_square_and_channel_layouts():
-    model = inference_model(build_classifier(10, augment="constant"))
+    model = inference_model(build_classifier(10, TrainConfig(augment="constant")))
     x = np.random.default_rng(1).random((3, 784), dtype=np.float32)
     flat = np.asarray(model(x))
     for shape in ((3, 28, 28), (3, 28, 28, 1)):
@@ -39,7 +40,7 @@ def test_accepts_flat_square_and_channel_layouts():
 
 
 def test_inference_model_drops_training_only_layers_and_keeps_weights():
-    model = build_classifier(10, dropout=0.5, augment="constant", normalize=True)
+    model = build_classifier(10, TrainConfig(dropout=0.5, augment="constant", normalize=True))
     served = inference_model(model)
     x = np.random.default_rng(2).random((4, 784), dtype=np.float32)
     # a plain call of the served model is deterministic and equals predict() of the trained one
@@ -54,7 +55,7 @@ def test_inference_model_drops_training_only_layers_and_keeps_weights():
 @pytest.mark.parametrize("name, cls", [("sgd", "SGD"), ("momentum", "SGD"), ("adam", "Adam"),
                                        ("adagrad", "Adagrad"), ("rmsprop", "RMSprop")])
 def test_optimizers_by_name(name, cls):
-    optimizer = make_optimizer(name, 0.01)
+    optimizer = make_optimizer(name, 0.01, 0.9)
     assert type(optimizer).__name__ == cls
     assert float(optimizer.learning_rate) == pytest.approx(0.01)
     if name == "momentum":
@@ -63,12 +64,12 @@ def test_optimizers_by_name(name, cls):
 
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="unknown optimizer"):
-        make_optimizer("lbfgs")
+        make_optimizer("lbfgs", None, 0.9)
 
 
 def test_saved_file_loads_without_this_project(tmp_path):
     """model.keras loads with plain keras in a process that cannot import this project."""
-    model = inference_model(build_classifier(10, dropout=0.2, augment="constant", normalize=True))
+    model = inference_model(build_classifier(10, TrainConfig(dropout=0.2, augment="constant", normalize=True)))
     path = tmp_path / "model.keras"
     model.save(path)
     x = np.random.default_rng(3).random((6, 784), dtype=np.float32)

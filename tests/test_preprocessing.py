@@ -29,7 +29,7 @@ from preprocessing import (
     prepare_digit,
     prepare_sign,
 )
-from preprocessing.uploads import dress_as_upload, encode_plain
+from tools.uploads import dress_as_upload, encode_plain
 
 # ---------------------------------------------------------------- helpers
 
@@ -117,7 +117,7 @@ def test_importing_changes_no_global_pillow_settings():
     code = (
         "from PIL import Image, ImageFile\n"
         "before = (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES)\n"
-        "import preprocessing, preprocessing.uploads\n"
+        "import preprocessing, tools.uploads\n"
         "assert (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES) == before\n"
         "assert ImageFile.LOAD_TRUNCATED_IMAGES is False\n"
     )
@@ -636,7 +636,7 @@ def test_encode_plain(fmt):
 def test_fast_statistics_equal_numpys_own():
     """_median/_percentile replace np.median/np.percentile (their per-call overhead dominated the
     digit preprocessing of small uploads); they must give the very same values."""
-    from preprocessing.images import _median, _percentile
+    from preprocessing.digits import _median, _percentile
 
     rng = np.random.default_rng(0)
     for n in [*range(1, 40), 100, 101, 1000, 1001]:
@@ -651,7 +651,7 @@ def test_fast_statistics_equal_numpys_own():
 
 def test_fast_filters_equal_the_plain_definitions():
     """_box3 and the speck filter of _ink_bbox against np.pad and a sum over the 9 shifted copies."""
-    from preprocessing.images import _box3, _ink_bbox
+    from preprocessing.digits import _box3, _ink_bbox
 
     rng = np.random.default_rng(1)
     for h, w in [(1, 1), (1, 5), (3, 2), (28, 28), (57, 31)]:

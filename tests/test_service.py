@@ -8,6 +8,7 @@ import json
 import re
 import struct
 import subprocess
+import sys
 import time
 import zlib
 
@@ -18,7 +19,7 @@ import requests
 from PIL import Image
 
 from preprocessing import image_to_vector
-from servers import BENTOML, REPO, Server, free_port
+from tools.servers import BENTOML, REPO, Server, free_port
 from training import store
 
 
@@ -299,7 +300,19 @@ def test_missing_model_fails_startup_with_the_command(tmp_path):
     done = subprocess.run([BENTOML, "serve", "--port", str(port)], cwd=REPO, capture_output=True, text=True,
                           timeout=120, env={**__import__("os").environ, "BENTOML_HOME": str(tmp_path)})
     assert done.returncode != 0
-    assert "python -m training mnist" in done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert "python -m training mnist" in output and "python -m training asl" in output
+    assert "Traceback" not in output
+
+
+def test_importing_the_service_loads_nothing(tmp_path):
+    """No trained model, no TensorFlow: importing the service module only declares it."""
+    code = ("import sys, service.service as s; print(sorted(s.DigitsAndSigns.apis)); "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "BENTOML_HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["['asl_probabilities', 'mnist_probabilities']", "False False"]
 
 
 def test_serves_with_the_jax_backend(served_models, tmp_path):

@@ -13,14 +13,15 @@ import pytest
 
 from conftest import REPO
 from training import store
-from training.train import PRESETS, TrainConfig, overfitting_verdict, run
+from training.config import PRESETS, TrainConfig
+from training.train import overfitting_verdict, run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def quick_config(data_dir, tmp_path, dataset="mnist", **overrides):
     values = dict(data_dir=str(data_dir), epochs=1, reports_dir=str(tmp_path / "reports"),
-                  model_name=f"test_{dataset}_{tmp_path.name}"[:50].lower(), verbose=0)
+                  model_name=f"test_{dataset}_{tmp_path.name}"[:50].lower(), quiet=True)
     values.update(overrides)
     return TrainConfig.from_preset(dataset, **values)
 
@@ -73,10 +74,39 @@ def test_same_seed_same_run(synthetic_data_dir, tmp_path):
 def test_presets_keep_the_course_recipe_one_option_away():
     course = TrainConfig.from_preset("asl", "course")
     assert (course.optimizer, course.epochs, course.batch_size) == ("rmsprop", 20, 32)
-    assert course.validation_from_test and course.dropout == 0 and course.augment is None
+    assert course.validate_on_test and course.dropout == 0 and course.augment == "off"
     assert TrainConfig.from_preset("mnist", "course").epochs == 5
     tuned = TrainConfig.from_preset("mnist", epochs=3, optimizer="sgd")
     assert (tuned.epochs, tuned.optimizer, tuned.dropout) == (3, "sgd", PRESETS[("mnist", "default")]["dropout"])
+
+
+def test_summary_says_which_weights_it_kept(synthetic_data_dir, tmp_path, capsys):
+    stopped = run(quick_config(synthetic_data_dir, tmp_path, epochs=3, patience=1, save=False))
+    assert stopped.fit.restored and 1 <= stopped.fit.weights_epoch <= stopped.fit.epochs_run
+    assert stopped.fit.weights_epoch == int(np.argmin(stopped.history["val_loss"])) + 1
+    assert f"early stopping kept the weights of epoch {stopped.fit.weights_epoch}" in capsys.readouterr().out
+    # validated on the test split, patience is ignored: the model keeps its last epoch's weights
+    on_test = run(quick_config(synthetic_data_dir, tmp_path, epochs=2, patience=1, validate_on_test=True,
+                               save=False))
+    assert not on_test.fit.restored and on_test.fit.weights_epoch == 2
+    assert "weights of the last epoch, 2" in capsys.readouterr().out
+
+
+def test_every_option_has_one_home_the_config():
+    """The CLI is generated from TrainConfig: every field is an option, with its help and default."""
+    from dataclasses import fields
+
+    from training.__main__ import build_parser
+
+    parser = build_parser()
+    dests = {action.dest: action for action in parser._actions}
+    for f in fields(TrainConfig):
+        assert f.name in dests, f"{f.name} has no command-line option"
+        assert f.metadata["help"] in dests[f.name].help
+    assert set(PRESETS[("mnist", "default")]) <= {f.name for f in fields(TrainConfig)}
+    args = parser.parse_args(["asl", "--epochs", "2", "--no-normalize"])
+    config = TrainConfig.from_preset("asl", **{k: v for k, v in vars(args).items() if k not in ("dataset", "preset")})
+    assert (config.epochs, config.normalize, config.dropout) == (2, False, PRESETS[("asl", "default")]["dropout"])
 
 
 def test_verdict_names_overfitting():

@@ -1,4 +1,4 @@
-"""The two data sets of the course, loaded from local files (or the standard download) and checked.
+"""The data sets of the catalog's families, loaded from local files (or the standard download) and checked.
 
 Every loader returns raw ``uint8`` pixels and integer class indices; turning pixels into the
 model's input happens in :mod:`preprocessing`, the one place that served images go through too.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib
 import io
 import os
 from dataclasses import dataclass, field
@@ -15,17 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocessing import ASL_SIGN, MNIST_DIGIT
+from catalog import Family, family
 
-MNIST_FILE = "mnist.npz"
-ASL_TRAIN_FILE = "sign_mnist_train.csv"
-ASL_TEST_FILE = "sign_mnist_test.csv"
-ASL_SOURCE = "https://www.kaggle.com/datasets/datamunge/sign-language-mnist"
+MNIST = family("mnist")
+ASL = family("asl")
+MNIST_FILE = MNIST.data_files[0]
+ASL_TRAIN_FILE, ASL_TEST_FILE = ASL.data_files
 
-# Sign Language MNIST labels letters by alphabet position; J (9) and Z (25) need motion and are absent.
-ASL_LABELS = tuple(i for i in range(25) if i != 9)
-ASL_CLASS_NAMES = tuple(chr(ord("A") + i) for i in ASL_LABELS)
-MNIST_CLASS_NAMES = tuple(str(d) for d in range(10))
+# Sign Language MNIST labels letters by alphabet position: A = 0 ... Y = 24, without J (9).
+ASL_LABELS = tuple(ord(letter) - ord("A") for letter in ASL.class_names)
 CSV_HEADER = ["label"] + [f"pixel{i}" for i in range(1, 785)]
 
 
@@ -33,27 +32,11 @@ class DataError(Exception):
     """A data file is missing or malformed; the message names the file and the problem."""
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What is fixed about a data set: its model's name, classes and preprocessing."""
-
-    name: str
-    model_name: str
-    class_names: tuple[str, ...]
-    preprocessing: str
-
-
-DATASETS = {
-    "mnist": DatasetSpec("mnist", "mnist_dense", MNIST_CLASS_NAMES, MNIST_DIGIT),
-    "asl": DatasetSpec("asl", "asl_dense", ASL_CLASS_NAMES, ASL_SIGN),
-}
-
-
 @dataclass
 class RawData:
     """Raw pixels (n, 28, 28) uint8 and class indices for the official train and test splits."""
 
-    spec: DatasetSpec
+    family: Family
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
@@ -67,6 +50,23 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
     return Path(chosen).expanduser() if chosen is not None else None
 
 
+def find_file(directory: Path | None, name: str) -> Path | None:
+    """``name`` (plain) or ``name + '.gz'`` in ``directory``, whichever exists."""
+    if directory is None:
+        return None
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def data_files(fam: Family, data_dir: str | os.PathLike | None) -> list[Path]:
+    """The family's data files in ``data_dir`` (each plain or gzipped); empty unless all are there."""
+    directory = resolve_data_dir(data_dir)
+    found = [find_file(directory, name) for name in fam.data_files]
+    return [] if None in found else found
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -75,13 +75,10 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load(name: str, data_dir: str | os.PathLike | None = None) -> RawData:
-    """Load data set ``name`` ('mnist' or 'asl') from ``data_dir`` (or ``$DATA_DIR``)."""
-    if name == "mnist":
-        return load_mnist(data_dir)
-    if name == "asl":
-        return load_asl(data_dir)
-    raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+def load(route: str, data_dir: str | os.PathLike | None = None) -> RawData:
+    """Load the data set of family ``route`` from ``data_dir`` (or ``$DATA_DIR``) with its catalog loader."""
+    module, _, function = family(route).loader.partition(":")
+    return getattr(importlib.import_module(module), function)(data_dir)
 
 
 # --- MNIST -------------------------------------------------------------------------------------
@@ -103,8 +100,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None) -> RawData:
             f"MNIST not found: {where}the download through keras.datasets.mnist failed ({exc}). "
             f"Put {MNIST_FILE} (keras layout) in a directory and pass --data-dir or set DATA_DIR."
         ) from exc
-    spec = DATASETS["mnist"]
-    return _checked(spec, "keras.datasets.mnist", x_train, y_train, x_test, y_test, {})
+    return _checked(MNIST, "keras.datasets.mnist", x_train, y_train, x_test, y_test, {})
 
 
 def read_mnist_npz(path: str | os.PathLike) -> RawData:
@@ -125,12 +121,11 @@ def read_mnist_npz(path: str | os.PathLike) -> RawData:
         raise
     except Exception as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
-    spec = DATASETS["mnist"]
-    return _checked(spec, str(path), **arrays, sources={path.name: sha256_of(path)})
+    return _checked(MNIST, str(path), **arrays, sources={path.name: sha256_of(path)})
 
 
-def _checked(spec, origin, x_train, y_train, x_test, y_test, sources) -> RawData:
-    num_classes = len(spec.class_names)
+def _checked(fam, origin, x_train, y_train, x_test, y_test, sources) -> RawData:
+    num_classes = len(fam.class_names)
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if x.ndim != 3 or x.shape[1:] != (28, 28):
             raise DataError(f"{origin}: x_{split} has shape {x.shape}; expected (n, 28, 28)")
@@ -149,7 +144,7 @@ def _checked(spec, origin, x_train, y_train, x_test, y_test, sources) -> RawData
                 f"expected 0-{num_classes - 1}"
             )
     return RawData(
-        spec,
+        fam,
         x_train.astype(np.uint8),
         y_train.astype(np.int64),
         x_test.astype(np.uint8),
@@ -161,20 +156,10 @@ def _checked(spec, origin, x_train, y_train, x_test, y_test, sources) -> RawData
 # --- Sign Language MNIST -----------------------------------------------------------------------
 
 
-def find_asl_file(directory: Path | None, stem: str) -> Path | None:
-    """``stem`` (plain) or ``stem + '.gz'`` in ``directory``, whichever exists."""
-    if directory is None:
-        return None
-    for candidate in (directory / stem, directory / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def load_asl(data_dir: str | os.PathLike | None = None) -> RawData:
     """Sign Language MNIST from the Kaggle CSVs (plain or .gz) in ``data_dir`` (or ``$DATA_DIR``)."""
     directory = resolve_data_dir(data_dir)
-    found = {stem: find_asl_file(directory, stem) for stem in (ASL_TRAIN_FILE, ASL_TEST_FILE)}
+    found = {stem: find_file(directory, stem) for stem in ASL.data_files}
     missing = [stem for stem, path in found.items() if path is None]
     if missing:
         where = (
@@ -184,13 +169,13 @@ def load_asl(data_dir: str | os.PathLike | None = None) -> RawData:
         )
         raise DataError(
             f"Sign Language MNIST not found: {', '.join(missing)} (or .gz) missing {where}. "
-            f"Download sign_mnist_train.csv and sign_mnist_test.csv from {ASL_SOURCE} "
+            f"Download {ASL_TRAIN_FILE} and {ASL_TEST_FILE} from {ASL.source} "
             "and put them (plain or gzipped) in that directory."
         )
     x_train, y_train = read_asl_csv(found[ASL_TRAIN_FILE])
     x_test, y_test = read_asl_csv(found[ASL_TEST_FILE])
     sources = {p.name: sha256_of(p) for p in found.values()}
-    return RawData(DATASETS["asl"], x_train, y_train, x_test, y_test, sources)
+    return RawData(ASL, x_train, y_train, x_test, y_test, sources)
 
 
 def read_asl_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -284,7 +269,7 @@ def prepare(
     """
     from preprocessing import pixels_to_model_input
 
-    num_classes = len(data.spec.class_names)
+    num_classes = len(data.family.class_names)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data.x_train))
     if limit is not None:

@@ -13,26 +13,15 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-INPUT_PIXELS = 784
-AUGMENT_FILL = {"constant": "constant", "nearest": "nearest"}
+from preprocessing import VECTOR_LENGTH
+from training.config import TrainConfig
 
 
-def build_classifier(
-    num_classes: int,
-    *,
-    hidden: tuple[int, ...] = (512, 512),
-    activation: str = "relu",
-    dropout: float = 0.0,
-    augment: str | None = None,
-    shift: float = 0.1,
-    rotation: float = 0.05,
-    zoom: float = 0.1,
-    normalize: bool = False,
-    name: str = "dense_classifier",
-) -> keras.Model:
-    """Build (uncompiled) the dense classifier.
 
-    ``augment`` is None (off) or the fill mode for pixels shifted in from outside the frame:
+def build_classifier(num_classes: int, config: TrainConfig, name: str = "dense_classifier") -> keras.Model:
+    """Build (uncompiled) the dense classifier that ``config`` describes.
+
+    ``config.augment`` is 'off' or the fill mode for pixels shifted in from outside the frame:
     'constant' (black, right for MNIST's dark background) or 'nearest' (photos of hands);
     ``shift`` and ``zoom`` are fractions of the image side, ``rotation`` a fraction of a full turn.
     The input accepts (n, 784), (n, 28, 28) and (n, 28, 28, 1) alike.
@@ -40,20 +29,20 @@ def build_classifier(
     # Declared as (None, 1) so that Keras' own rank adjustment lets all three layouts in:
     # (n, 784) gains a trailing axis, (n, 28, 28, 1) loses one; Reshape flattens either.
     pixels = keras.Input(shape=(None, 1), name="pixels")
-    x = layers.Reshape((INPUT_PIXELS,), name="flatten")(pixels)
-    if augment is not None:
-        fill = AUGMENT_FILL[augment]
+    x = layers.Reshape((VECTOR_LENGTH,), name="flatten")(pixels)
+    if config.augment != "off":
+        fill, shift = config.augment, config.shift
         x = layers.Reshape((28, 28, 1), name="as_image")(x)
         x = layers.RandomTranslation(shift, shift, fill_mode=fill, name="random_shift")(x)
-        x = layers.RandomRotation(rotation, fill_mode=fill, name="random_rotation")(x)
-        x = layers.RandomZoom(zoom, fill_mode=fill, name="random_zoom")(x)
-        x = layers.Reshape((INPUT_PIXELS,), name="as_vector")(x)
-    if normalize:
+        x = layers.RandomRotation(config.rotation, fill_mode=fill, name="random_rotation")(x)
+        x = layers.RandomZoom(config.zoom, fill_mode=fill, name="random_zoom")(x)
+        x = layers.Reshape((VECTOR_LENGTH,), name="as_vector")(x)
+    if config.normalize:
         x = layers.LayerNormalization(center=False, scale=False, name="per_image_standardize")(x)
-    for i, units in enumerate(hidden, start=1):
-        x = layers.Dense(units, activation=activation, name=f"hidden_{i}")(x)
-        if dropout:
-            x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    for i, units in enumerate(config.hidden, start=1):
+        x = layers.Dense(units, activation=config.activation, name=f"hidden_{i}")(x)
+        if config.dropout:
+            x = layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
     probabilities = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(pixels, probabilities, name=name)
 
@@ -72,7 +61,7 @@ def inference_model(model: keras.Model) -> keras.Model:
     return keras.Model(pixels, x, name=model.name)
 
 
-def make_optimizer(name: str, learning_rate: float | None = None, momentum: float = 0.9):
+def make_optimizer(name: str, learning_rate: float | None, momentum: float):
     """The course's optimizers by name: sgd, momentum, adam, adagrad, rmsprop."""
     name = name.lower()
     kwargs = {} if learning_rate is None else {"learning_rate": learning_rate}
@@ -88,6 +77,3 @@ def make_optimizer(name: str, learning_rate: float | None = None, momentum: floa
         return keras.optimizers.RMSprop(**kwargs)
     raise ValueError(f"unknown optimizer {name!r}; choose sgd, momentum, adam, adagrad or rmsprop")
 
-
-OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop")
-ACTIVATIONS = ("relu", "sigmoid", "linear")

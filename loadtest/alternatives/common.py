@@ -1,4 +1,4 @@
-"""What the hand-written servers share: the store lookup, the answer's JSON, a numpy MLP."""
+"""What the hand-written servers share: the store lookup and a numpy MLP (no bentoml import)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROUTES = {"mnist": "mnist_dense", "asl": "asl_dense"}
-MAX_BATCH_FILES = 64
-DEFAULT_TOP_K = 3
+from catalog import FAMILIES, MODEL_FILE, ModelMetadata
+from service.settings import Settings
+
+MAX_BATCH_FILES = Settings.max_batch_files
+DEFAULT_TOP_K = Settings.default_top_k
 
 
 def bentoml_home() -> Path:
@@ -35,26 +37,12 @@ class StoredModel:
 
         folder = (home or bentoml_home()) / "models" / name
         version = (folder / "latest").read_text().strip()
-        meta = yaml.safe_load((folder / version / "model.yaml").read_text())["metadata"]
-        return cls(f"{name}:{version}", folder / version / "model.keras", tuple(meta["class_names"]),
-                   meta["preprocessing"])
+        meta = ModelMetadata.from_store(yaml.safe_load((folder / version / "model.yaml").read_text())["metadata"])
+        return cls(f"{name}:{version}", folder / version / MODEL_FILE, tuple(meta.class_names), meta.preprocessing)
 
 
 def stored_models() -> dict[str, StoredModel]:
-    return {route: StoredModel.latest(name) for route, name in ROUTES.items()}
-
-
-def answer(probabilities: np.ndarray, model: StoredModel, top_k: int) -> dict:
-    """The service's answer for one image (see service/http_api.py)."""
-    order = np.argsort(probabilities)[::-1][:top_k]
-    best = int(order[0])
-    return {
-        "label": model.class_names[best],
-        "index": best,
-        "confidence": float(probabilities[best]),
-        "top_k": [{"label": model.class_names[i], "probability": float(probabilities[i])} for i in order],
-        "model": model.tag,
-    }
+    return {f.route: StoredModel.latest(f.store_name) for f in FAMILIES}
 
 
 def top_k_of(value, model: StoredModel) -> int | None:

@@ -13,8 +13,9 @@ import numpy as np
 from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
-from loadtest.alternatives.common import MAX_BATCH_FILES, answer, stored_models, top_k_of
-from preprocessing import ImageError, image_to_vector
+from loadtest.alternatives.common import MAX_BATCH_FILES, stored_models, top_k_of
+from preprocessing import VECTOR_LENGTH, ImageError, image_to_vector
+from service.answers import answer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,7 +26,7 @@ def make_app(call: Callable[[object, np.ndarray], np.ndarray], title: str) -> Fa
     stored = stored_models()
     models = {route: keras.saving.load_model(entry.path) for route, entry in stored.items()}
     for route, model in models.items():  # the first call builds the graph: not on a request
-        call(model, np.zeros((1, 784), np.float32))
+        call(model, np.zeros((1, VECTOR_LENGTH), np.float32))
     app = FastAPI(title=title)
 
     def error(status: int, message: str) -> JSONResponse:
@@ -47,7 +48,7 @@ def make_app(call: Callable[[object, np.ndarray], np.ndarray], title: str) -> Fa
                 x = image_to_vector(await image.read(), entry.preprocessing)
             except ImageError as exc:
                 return error(exc.status_code, str(exc))
-            return answer(np.asarray(call(model, x[None]))[0], entry, k)
+            return answer(np.asarray(call(model, x[None]))[0], entry.class_names, entry.tag, k)
 
         @app.post(f"/{route}/predict_batch")
         async def predict_batch(images: Annotated[list[UploadFile], File()],
@@ -60,7 +61,7 @@ def make_app(call: Callable[[object, np.ndarray], np.ndarray], title: str) -> Fa
             except ImageError as exc:
                 return error(exc.status_code, str(exc))
             probabilities = np.asarray(call(model, x))
-            return {"model": entry.tag, "predictions": [answer(p, entry, k) for p in probabilities]}
+            return {"model": entry.tag, "predictions": [answer(p, entry.class_names, entry.tag, k) for p in probabilities]}
 
     for route in stored:
         routes(route)

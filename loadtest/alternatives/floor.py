@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from loadtest.alternatives.common import MAX_BATCH_FILES, NumpyMLP, answer, stored_models, top_k_of
+from loadtest.alternatives.common import MAX_BATCH_FILES, NumpyMLP, stored_models, top_k_of
 from preprocessing import ImageError, image_to_vector
+from service.answers import answer
 
 STORED = stored_models()
 MODELS = {route: NumpyMLP(entry.path) for route, entry in STORED.items()}
@@ -43,8 +44,8 @@ def _endpoint(route: str, batch: bool):
             return _error(exc.status_code, str(exc))
         probabilities = model(x)
         if batch:
-            return JSONResponse({"model": entry.tag, "predictions": [answer(p, entry, k) for p in probabilities]})
-        return JSONResponse(answer(probabilities[0], entry, k))
+            return JSONResponse({"model": entry.tag, "predictions": [answer(p, entry.class_names, entry.tag, k) for p in probabilities]})
+        return JSONResponse(answer(probabilities[0], entry.class_names, entry.tag, k))
 
     return endpoint
 

@@ -1,6 +1,6 @@
 """Turn 28x28 test-set images into realistic uploads (tests, benchmarks, load generator).
 
-Not used by the service. Everything random comes from the ``rng`` argument,
+Never shipped with the service. Everything random comes from the ``rng`` argument,
 so the same generator state gives the same bytes.
 """
 
@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .images import ASL_SIGN, MNIST_DIGIT
+from preprocessing import ASL_SIGN, MNIST_DIGIT
 
 _LOSSY = {"JPEG": (70, 95), "WEBP": (70, 95)}
 

@@ -1,8 +1,8 @@
 """Does preprocessing hold up on real uploads? Accuracy on the raw test set vs the same images
 dressed up as users send them (photographed dark-on-light digits, resized JPEG/PNG sign photos).
 
-``python -m preprocessing.benchmark [--data-dir DIR] [--n 2000]`` (``make bench-uploads``) loads
-``mnist_dense`` and ``asl_dense`` from the BentoML store, prints the comparison and writes
+``python -m bench.uploads [--data-dir DIR] [--n 2000]`` (``make bench-uploads``) loads every
+catalog family's model from the BentoML store, prints the comparison and writes
 ``reports/bench/uploads.md``. The target: dressed accuracy within one point of raw accuracy.
 """
 
@@ -16,18 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
+from catalog import FAMILIES, MODEL_FILE, Family, ModelMetadata
 from preprocessing import image_to_vector, pixels_to_model_input
-from preprocessing.uploads import dress_as_upload, encode_plain
+from tools.uploads import dress_as_upload, encode_plain
 
 
-def evaluate(route_model: str, x: np.ndarray, y: np.ndarray, n: int, seed: int) -> dict:
+def evaluate(fam: Family, x: np.ndarray, y: np.ndarray, n: int, seed: int) -> dict:
     """Accuracy of one stored model on n test images: raw, as plain PNG files, and dressed."""
     import bentoml
     import keras
 
-    entry = bentoml.models.get(f"{route_model}:latest")
-    model = keras.saving.load_model(entry.path_of("model.keras"))
-    preprocessing = entry.info.metadata["preprocessing"]
+    entry = bentoml.models.get(fam.model_tag)
+    model = keras.saving.load_model(entry.path_of(MODEL_FILE))
+    preprocessing = ModelMetadata.from_store(entry.info.metadata).preprocessing
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(x), size=min(n, len(x)), replace=False)
     x, y = x[pick], y[pick]
@@ -55,7 +56,7 @@ def evaluate(route_model: str, x: np.ndarray, y: np.ndarray, n: int, seed: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m preprocessing.benchmark", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.uploads", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("DATA_DIR") or None)
     parser.add_argument("--n", type=int, default=2000, help="test images per model (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
@@ -65,14 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     from training import datasets  # the same loaders training used
 
     rows = []
-    for name, model_name in (("mnist", "mnist_dense"), ("asl", "asl_dense")):
-        data = datasets.load(name, args.data_dir)
-        print(f"{model_name}: dressing {min(args.n, len(data.x_test))} test images ...", flush=True)
-        rows.append(evaluate(model_name, data.x_test, data.y_test, args.n, args.seed))
+    for fam in FAMILIES:
+        data = datasets.load(fam.route, args.data_dir)
+        print(f"{fam.store_name}: dressing {min(args.n, len(data.x_test))} test images ...", flush=True)
+        rows.append(evaluate(fam, data.x_test, data.y_test, args.n, args.seed))
     lines = [
         "# Preprocessing on realistic uploads",
         "",
-        "Command: `make bench-uploads` (`python -m preprocessing.benchmark`). Raw = the test split as "
+        "Command: `make bench-uploads` (`python -m bench.uploads`). Raw = the test split as "
         "the model was trained (flat 0-1 vectors); plain PNG = the 28x28 image as a file through the "
         "service's decode + preprocessing; dressed = as users upload (digits: dark ink on grey paper, "
         "150-600 px, off-centre, rotated up to 8 degrees, noise; signs: 200-500 px RGB photos with "

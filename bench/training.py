@@ -1,7 +1,7 @@
 """``make bench-train``: train both models, then report accuracy, time per epoch and peak memory.
 
 Each run is a separate ``python -m training`` process so that its peak resident memory is its own.
-Usage: ``python -m training.bench [--data-dir DIR] [--presets default course] [--out reports/bench]``.
+Usage: ``python -m bench.training [--data-dir DIR] [--presets default course] [--out reports/bench]``.
 ``--ablation`` instead trains the default recipe with its parts switched on one at a time (what
 each part buys) and writes ``reports/bench/ablation.md``.
 """
@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from catalog import ROUTES, family
 
 
 # The default recipe with its parts added one at a time (the rest of the preset unchanged).
@@ -45,7 +47,7 @@ def run_one(dataset: str, preset: str, data_dir: str | None, reports_dir: Path, 
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"training {dataset} ({preset}) failed with exit code {code}")
-    name = {"mnist": "mnist_dense", "asl": "asl_dense"}[dataset]
+    name = family(dataset).store_name
     summary = json.loads((folder / name / "summary.json").read_text())
     summary.update(dataset=dataset, preset=label or preset, wall_seconds=wall,
                    peak_rss_mib=usage.ru_maxrss / 1024)  # Linux reports KiB
@@ -57,9 +59,9 @@ def markdown(results: list[dict], title: str = "Training benchmark") -> str:
         f"# {title}",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. "
-        "Command: `make bench-train` (`python -m training.bench`).",
+        "Command: `make bench-train` (`python -m bench.training`).",
         "",
-        "| model | recipe | train acc | validation acc | test acc | test loss | epochs (best) | s/epoch | wall s | peak RSS MiB | verdict |",
+        "| model | recipe | train acc | validation acc | test acc | test loss | epochs (weights kept) | s/epoch | wall s | peak RSS MiB | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -67,7 +69,7 @@ def markdown(results: list[dict], title: str = "Training benchmark") -> str:
         lines.append(
             f"| {r['model'] or r['dataset']} | {r['preset']} | {m['train']['accuracy']:.2%} | "
             f"{m['validation']['accuracy']:.2%} | **{m['test']['accuracy']:.2%}** | {m['test']['loss']:.4f} | "
-            f"{r['epochs_run']} ({r['best_epoch']}) | {r['seconds_per_epoch']:.1f} | {r['wall_seconds']:.0f} | "
+            f"{r['epochs_run']} ({r['weights_epoch']}) | {r['seconds_per_epoch']:.1f} | {r['wall_seconds']:.0f} | "
             f"{r['peak_rss_mib']:.0f} | {r['verdict'].split(':')[0]} |"
         )
     lines += ["", "Curves and confusion matrices: `reports/bench/<preset>/<model>/`.", ""]
@@ -75,10 +77,10 @@ def markdown(results: list[dict], title: str = "Training benchmark") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("DATA_DIR") or None)
     parser.add_argument("--presets", nargs="+", default=["default"], choices=["default", "course"])
-    parser.add_argument("--datasets", nargs="+", default=["mnist", "asl"], choices=["mnist", "asl"])
+    parser.add_argument("--datasets", nargs="+", default=list(ROUTES), choices=ROUTES)
     parser.add_argument("--out", default="reports/bench", type=Path)
     parser.add_argument("--ablation", action="store_true",
                         help="what each part of the default recipe buys (never saved to the store)")

@@ -1,0 +1,31 @@
+"""The models' input: a flat float32 vector of 28*28 = 784 pixels in 0..1 (pixel / 255)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+IMAGE_SIDE = 28
+VECTOR_LENGTH = IMAGE_SIDE * IMAGE_SIDE
+
+
+def pixels_to_model_input(pixels) -> np.ndarray:
+    """Convert 0..255 pixels of shape (n, 28, 28) or (n, 784) to float32 (n, 784) in 0..1."""
+    a = np.asarray(pixels)
+    if a.dtype == np.bool_ or not (
+        np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+    ):
+        raise ValueError(f"pixels must be a numeric array of 0..255 values, got dtype {a.dtype}")
+    if not (
+        (a.ndim == 3 and a.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE))
+        or (a.ndim == 2 and a.shape[1] == VECTOR_LENGTH)
+    ):
+        raise ValueError(
+            f"pixels must have shape (n, 28, 28) or (n, 784), got {tuple(a.shape)}"
+        )
+    if a.size:
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            raise ValueError("pixels contain NaN or infinite values")
+        lo, hi = a.min(), a.max()
+        if lo < 0 or hi > 255:
+            raise ValueError(f"pixel values must be in 0..255, got range {lo}..{hi}")
+    return (a.reshape(a.shape[0], VECTOR_LENGTH).astype(np.float32)) / np.float32(255)

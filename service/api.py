@@ -1,0 +1,240 @@
+"""The public HTTP routes: decode and validate the upload, preprocess, call the batched model, answer.
+
+:func:`create_app` builds a FastAPI app with ``POST /<route>/predict`` and ``/<route>/predict_batch``
+for every family of the catalog. The routes reach the running service through
+``Depends(bentoml.get_current_service)`` (BentoML's documented shape for a mounted FastAPI app): it
+holds one :class:`~service.served.ServedModel` per route in ``service.served``. A test swaps the
+service with ``app.dependency_overrides``. Every client mistake gets the documented JSON error
+``{"error": "..."}`` with a 4xx status.
+"""
+
+import json
+from typing import Annotated, Any, Sequence
+
+import bentoml
+import numpy as np
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from catalog import FAMILIES, Family
+from preprocessing import ImageError, image_to_vector
+from service.answers import answer
+from service.served import Overloaded, ServedModel
+from service.settings import Settings
+from service.web_ui import mount_ui
+
+
+class LabelProbability(BaseModel):
+    label: str
+    probability: float = Field(description="softmax output for this class")
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="the most probable class", examples=["7"])
+    index: int = Field(description="its index in the model's output (its class list)", examples=[7])
+    confidence: float = Field(description="its softmax probability", examples=[0.991])
+    top_k: list[LabelProbability] = Field(description="the top_k classes, most probable first")
+    model: str = Field(description="the model that answered, name:version", examples=["mnist_dense:abc123"])
+    input_image: str | None = Field(
+        default=None,
+        description="only with return_input=true: the preprocessed 28x28 image the model saw, "
+        "as a data:image/png;base64 URL (white = 1.0)",
+    )
+
+
+class BatchPrediction(BaseModel):
+    model: str
+    predictions: list[Prediction] = Field(description="one per uploaded image, in upload order")
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="what is wrong, in words", examples=["the file is not an image we can read"])
+
+
+ERRORS = {
+    400: {"model": ErrorBody, "description": "not a decodable image, missing or misnamed field, bad top_k"},
+    413: {"model": ErrorBody, "description": "request body or image larger than the limits"},
+    503: {"model": ErrorBody, "description": "overloaded: the request could not be served within "
+          "the batching latency budget; retry (Retry-After)"},
+    "4XX": {"model": ErrorBody, "description": "every client error has this shape (never 422)"},
+}
+
+
+class ClientError(Exception):
+    """An answer other than 200, with its status and message (client mistakes, and 503 busy)."""
+
+    def __init__(self, status_code: int, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def error_response(status_code: int, message: str) -> JSONResponse:
+    """The documented error body ``{"error": message}``."""
+    return JSONResponse({"error": message}, status_code=status_code)
+
+
+# The running service (BentoML gives each worker's instance); it holds ``served[route]``.
+CurrentService = Annotated[Any, Depends(bentoml.get_current_service)]
+ImageField = Annotated[UploadFile, File(description="the image: PNG, JPEG, WebP, BMP, GIF or TIFF")]
+ImagesField = Annotated[list[UploadFile], File(description="the images (1 to 64), one field each, in order")]
+TopKField = Annotated[int, Form(description="how many classes to list, 1 ... number of classes")]
+ReturnInputField = Annotated[bool, Form(description="also return the preprocessed 28x28 image the model saw "
+                                                    "(input_image)")]
+
+
+def create_app(settings: Settings, families: Sequence[Family] = FAMILIES) -> FastAPI:
+    """The FastAPI app of the upload routes, the web page and the API reference page."""
+    app = FastAPI(
+        title="Digits and signs",
+        description="Dense MNIST digit and ASL letter classifiers from the course 'How a Neural Network Trains'.",
+        docs_url=None, redoc_url=None, openapi_url=None,  # BentoML serves the merged OpenAPI spec
+    )
+    _add_error_handlers(app)
+    for family in families:
+        _add_family_routes(app, family, settings)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    mount_ui(app)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ClientError)
+    async def _client_error(request: Request, exc: ClientError) -> JSONResponse:
+        response = error_response(exc.status_code, str(exc))
+        if exc.status_code == 503:
+            response.headers["Retry-After"] = "1"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            field = str(error.get("loc", ("", "?"))[-1])
+            if field in ("image", "images"):
+                problems.append(
+                    f"the request has no file field '{field}': send the image"
+                    f"{'s' if field == 'images' else ''} as multipart/form-data with the field name '{field}'"
+                )
+            elif field == "top_k":
+                problems.append("top_k must be a whole number (e.g. 3)")
+            elif field == "return_input":
+                problems.append("return_input must be true or false")
+            else:
+                problems.append(f"{field}: {error.get('msg', 'invalid')}")
+        return error_response(400, "; ".join(dict.fromkeys(problems)) or "invalid request")
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in message:
+            message = "the request body is not valid multipart/form-data"
+        return error_response(exc.status_code, message)
+
+
+async def _forward(served: ServedModel, rows: np.ndarray) -> np.ndarray:
+    try:
+        return await served(rows)
+    except Overloaded:
+        raise ClientError(503, "the model is busy right now; retry in a moment") from None
+
+
+def _check_top_k(top_k: int, num_classes: int) -> None:
+    if not 1 <= top_k <= num_classes:
+        raise ClientError(400, f"top_k must be between 1 and {num_classes} for this model, got {top_k}")
+
+
+async def _vector(data: bytes, preprocessing: str, settings: Settings, name: str | None = None) -> np.ndarray:
+    try:
+        if len(data) <= settings.inline_decode_bytes:
+            return image_to_vector(data, preprocessing, max_pixels=settings.max_image_pixels)
+        return await run_in_threadpool(image_to_vector, data, preprocessing, max_pixels=settings.max_image_pixels)
+    except ImageError as exc:
+        where = f"{name}: " if name else ""
+        raise ClientError(exc.status_code, f"{where}{exc}") from None
+
+
+def _add_family_routes(app: FastAPI, family: Family, settings: Settings) -> None:
+    """POST /<route>/predict and /<route>/predict_batch for one family."""
+    route, what = family.route, family.classifies
+
+    @app.post(f"/{route}/predict", response_model=Prediction, responses=ERRORS,
+              summary=f"Classify one image of {what}", tags=[route], operation_id=f"{route}_predict",
+              response_model_exclude_none=True)
+    async def predict(service: CurrentService, image: ImageField,
+                      top_k: TopKField = settings.default_top_k,
+                      return_input: ReturnInputField = False) -> JSONResponse:
+        served: ServedModel = service.served[route]
+        _check_top_k(top_k, len(served.class_names))
+        vector = await _vector(await image.read(), served.preprocessing, settings)
+        probabilities = await _forward(served, vector[None])
+        # JSONResponse directly: the answer is built to the documented model already, and
+        # FastAPI's re-validation of it cost ~4 % of a worker's CPU
+        return JSONResponse(answer(probabilities[0], served.class_names, served.tag, top_k,
+                                   vector if return_input else None))
+
+    @app.post(f"/{route}/predict_batch", response_model=BatchPrediction, responses=ERRORS,
+              summary=f"Classify up to {settings.max_batch_files} images of {what}", tags=[route],
+              operation_id=f"{route}_predict_batch", response_model_exclude_none=True)
+    async def predict_batch(service: CurrentService, images: ImagesField,
+                            top_k: TopKField = settings.default_top_k,
+                            return_input: ReturnInputField = False) -> JSONResponse:
+        served: ServedModel = service.served[route]
+        _check_top_k(top_k, len(served.class_names))
+        if not 1 <= len(images) <= settings.max_batch_files:
+            raise ClientError(400, f"send 1 to {settings.max_batch_files} images, got {len(images)}")
+        vectors = [
+            await _vector(await upload.read(), served.preprocessing, settings,
+                          f"image {i} ({upload.filename or 'unnamed'})")
+            for i, upload in enumerate(images, start=1)
+        ]
+        probabilities = await _forward(served, np.stack(vectors))
+        return JSONResponse({
+            "model": served.tag,
+            "predictions": [
+                answer(p, served.class_names, served.tag, top_k, v if return_input else None)
+                for p, v in zip(probabilities, vectors)
+            ],
+        })
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a request body over ``max_bytes``, declared or streamed."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> JSONResponse:
+        limit = self.max_bytes / (1024 * 1024)
+        return error_response(413, f"the request body is larger than the limit of {limit:g} MiB")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._too_large()(scope, receive, send)
+        state = {"received": 0, "over": False, "replaced": False}
+
+        async def counting_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    state["over"] = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if state["over"]:  # the app failed to read the body: answer 413 instead of its error
+                if not state["replaced"]:
+                    state["replaced"] = True
+                    await self._too_large()(scope, receive, send)
+                return
+            await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
