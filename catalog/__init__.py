@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from catalog.metadata import MODEL_FILE, InputSpec, ModelMetadata, SplitMetrics
+from catalog.metadata import MODEL_FILE, Calibration, InputSpec, ModelMetadata, SplitMetrics
 
-__all__ = ["FAMILIES", "Family", "InputSpec", "MODEL_FILE", "ModelMetadata", "SplitMetrics", "family"]
+__all__ = ["FAMILIES", "Calibration", "Family", "InputSpec", "MODEL_FILE", "ModelMetadata", "SplitMetrics", "family"]
 
 
 @dataclass(frozen=True)

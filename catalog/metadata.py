@@ -30,6 +30,15 @@ class SplitMetrics(BaseModel):
     accuracy: float
 
 
+class Calibration(BaseModel):
+    """Temperature scaling fitted on the validation split: served probabilities are
+    ``softmax(log(p) / temperature)`` of the model's own softmax output ``p``."""
+
+    temperature: float = Field(gt=0)
+    ece_before: float | None = Field(default=None, description="expected calibration error, test split, raw")
+    ece_after: float | None = Field(default=None, description="the same with the temperature applied")
+
+
 class ModelMetadata(BaseModel):
     """Everything a store entry says about its model besides the weights."""
 
@@ -43,6 +52,7 @@ class ModelMetadata(BaseModel):
     data_sha256: dict[str, str] = {}
     keras_version: str = ""
     trained_with_backend: str = ""
+    calibration: Calibration | None = None
 
     def to_store(self) -> dict:
         """Plain values for ``bentoml.models.create(metadata=...)`` (which refuses None)."""

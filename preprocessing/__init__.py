@@ -6,12 +6,13 @@
   MNIST were made.
 
 ``PREPROCESSORS`` maps the preprocessing id stored in a model's metadata (``MNIST_DIGIT`` /
-``ASL_SIGN``, named by the catalog's families) to its function; ``image_to_vector`` does
-decode + preprocess. The ids are a stable contract with the stored models: do not rename them.
+``ASL_SIGN``, named by the catalog's families) to its function; ``prepare_upload`` does
+decode + preprocess and says whether anything was found (``image_to_vector``: the vector only). The ids are a stable contract with the stored models: do not rename them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -34,7 +35,7 @@ ASL_SIGN = "asl_sign"
 
 __all__ = [
     "ACCEPTED_FORMATS", "ASL_SIGN", "DEFAULT_MAX_PIXELS", "IMAGE_SIDE", "MNIST_DIGIT", "PREPROCESSORS",
-    "VECTOR_LENGTH", "ImageError", "ImageTooLarge", "decode_image", "image_to_vector",
+    "VECTOR_LENGTH", "ImageError", "ImageTooLarge", "Prepared", "decode_image", "image_to_vector", "prepare_upload",
     "pixels_to_model_input", "prepare_digit", "prepare_sign", "to_grayscale",
 ]
 
@@ -44,14 +45,25 @@ PREPROCESSORS: dict[str, Callable[[Image.Image], np.ndarray]] = {
 }
 
 
-def image_to_vector(
-    data: bytes, preprocessing: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
-    """Decode an upload and preprocess it for a model -> float32 (784,) in 0..1.
+@dataclass(frozen=True)
+class Prepared:
+    """An upload made ready for a model: its input vector, and whether there is anything to classify.
 
-    ``preprocessing`` is the name stored in the model's metadata; an unknown
-    name is a programming error (ValueError), checked before decoding.
-    Raises ImageError / ImageTooLarge for bad uploads.
+    ``found`` is False for a blank or near-blank image (no ink, no hand of plausible size); then
+    ``reason`` says why in words and ``vector`` is what the model would have seen (all zeros when
+    nothing was left).
+    """
+
+    vector: np.ndarray  # float32 (784,) in 0..1
+    found: bool = True
+    reason: str | None = None
+
+
+def prepare_upload(data: bytes, preprocessing: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+    """Decode an upload and preprocess it for a model (``preprocessing``: the id in its metadata).
+
+    An unknown id is a programming error (ValueError), checked before decoding. Raises
+    ImageError / ImageTooLarge for bad uploads.
     """
     try:
         prepare = PREPROCESSORS[preprocessing]
@@ -60,4 +72,12 @@ def image_to_vector(
             f"unknown preprocessing {preprocessing!r}; known: {sorted(PREPROCESSORS)}"
         ) from None
     image = decode_image(data, max_pixels=max_pixels)
-    return prepare(image).reshape(VECTOR_LENGTH).astype(np.float32, copy=False)
+    vector = prepare(image).reshape(VECTOR_LENGTH).astype(np.float32, copy=False)
+    if not vector.any():
+        return Prepared(vector, False, "the image is blank: no ink or shape to classify")
+    return Prepared(vector)
+
+
+def image_to_vector(data: bytes, preprocessing: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an upload and preprocess it for a model -> float32 (784,) in 0..1 (see ``prepare_upload``)."""
+    return prepare_upload(data, preprocessing, max_pixels=max_pixels).vector
