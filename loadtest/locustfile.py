@@ -1,7 +1,7 @@
 """The locust scenario: users who upload real digits and hand signs and check every answer.
 
-Mix per user (task weights): 45 % ``POST /mnist/predict``, 45 % ``/asl/predict``, 5 % each
-``/mnist/predict_batch`` and ``/asl/predict_batch`` with 2..10 images. Half of the single
+Mix per user (task weights): 90 % ``POST /<route>/predict`` and 10 % ``/<route>/predict_batch``
+with 2..10 images, spread evenly over the catalog's families (45 % / 5 % each for mnist and asl). Half of the single
 predictions ask for ``top_k`` = all classes, so that the probabilities must add up to 1.
 
 Client: locust's ``FastHttpUser`` (geventhttpclient), with the multipart body built from
@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # locust imports t
 import gevent  # noqa: E402
 from locust import FastHttpUser, HttpUser, constant, events  # noqa: E402
 
+from catalog import FAMILIES  # noqa: E402
 from loadtest.images import CLASSES, ImageSet, load_images  # noqa: E402
 from loadtest.scenario import (  # noqa: E402
     BATCH_SIZES, CONTENT_TYPE, FULL_TOP_K_SHARE, TIMEOUT_S, BadAnswer, check_prediction, multipart, part_bytes,
@@ -175,9 +176,6 @@ class Uploads:
         body = multipart([part for _, part in chosen], top_k)
         self._post(f"/{route}/predict_batch", f"/{route}/predict_batch", body, expect)
 
-    def mnist(self):
-        self._predict("mnist")
-
     def small_png(self):
         upload, part = random.choice(scenario().small)
 
@@ -186,20 +184,31 @@ class Uploads:
 
         self._post("/mnist/predict", "/mnist/predict (28x28 PNG)", multipart([part], None), expect)
 
-    def asl(self):
-        self._predict("asl")
-
-    def mnist_batch(self):
-        self._predict_batch("mnist")
-
-    def asl_batch(self):
-        self._predict_batch("asl")
 
 
-#: task -> weight (locust does not collect @task methods from a mixin, so they are listed here)
-TASKS = {Uploads.mnist: 45, Uploads.asl: 45, Uploads.mnist_batch: 5, Uploads.asl_batch: 5}
-if os.environ.get("LOADTEST_SCENARIO") == "small":
-    TASKS = {Uploads.small_png: 1}
+def _tasks() -> dict:
+    """task -> weight: 90 % single predictions and 10 % predict_batch, spread evenly over the
+    catalog's families (locust does not collect @task methods from a mixin, so they are listed)."""
+    if os.environ.get("LOADTEST_SCENARIO") == "small":
+        return {Uploads.small_png: 1}
+    share = 1 / len(FAMILIES)
+    tasks = {}
+    for f in FAMILIES:
+        tasks[_named(Uploads._predict, f.route, f.route)] = round(90 * share)
+        tasks[_named(Uploads._predict_batch, f.route, f"{f.route}_batch")] = round(10 * share)
+    return tasks
+
+
+def _named(method, route: str, name: str):
+    """``method`` for one route, as a named task (locust's reports use the task's ``__name__``)."""
+    def run(user):
+        method(user, route)
+
+    run.__name__ = run.__qualname__ = name
+    return run
+
+
+TASKS = _tasks()
 
 
 if os.environ.get("LOADTEST_CLIENT", "fast") == "http":

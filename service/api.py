@@ -1,10 +1,10 @@
 """The public HTTP routes: decode and validate the upload, preprocess, call the batched model, answer.
 
 :func:`create_app` builds a FastAPI app with ``POST /<route>/predict`` and ``/<route>/predict_batch``
-for every family of the catalog. The routes reach the running service through
-``Depends(bentoml.get_current_service)`` (BentoML's documented shape for a mounted FastAPI app): it
-holds one :class:`~service.served.ServedModel` per route in ``service.served``. A test swaps the
-service with ``app.dependency_overrides``. Every client mistake gets the documented JSON error
+for every family of the catalog. The routes reach the running service through a dependency on
+``bentoml.get_current_service`` (BentoML's documented shape for a mounted FastAPI app): it holds
+one :class:`~service.served.ServedModel` per route in ``service.served``. A test swaps the service
+with ``app.dependency_overrides[current_service]``. Every client mistake gets the documented JSON error
 ``{"error": "..."}`` with a 4xx status.
 """
 
@@ -38,7 +38,8 @@ class Prediction(BaseModel):
     index: int = Field(description="its index in the model's output (its class list)", examples=[7])
     confidence: float = Field(description="its softmax probability", examples=[0.991])
     top_k: list[LabelProbability] = Field(description="the top_k classes, most probable first")
-    model: str = Field(description="the model that answered, name:version", examples=["mnist_dense:abc123"])
+    model: str = Field(description="the model that answered, name:version",
+                       examples=[f"{FAMILIES[0].store_name}:4bttrfxlig3k2ax4"])
     input_image: str | None = Field(
         default=None,
         description="only with return_input=true: the preprocessed 28x28 image the model saw, "
@@ -77,8 +78,16 @@ def error_response(status_code: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status_code)
 
 
-# The running service (BentoML gives each worker's instance); it holds ``served[route]``.
-CurrentService = Annotated[Any, Depends(bentoml.get_current_service)]
+async def current_service() -> Any:
+    """The running service instance of this worker (it holds ``served[route]``).
+
+    ``bentoml.get_current_service`` behind an async function: FastAPI runs a plain function
+    dependency in its thread pool, a thread hop per request that cost 8 % of a worker's CPU.
+    Tests replace this dependency with ``app.dependency_overrides[current_service]``."""
+    return bentoml.get_current_service()
+
+
+CurrentService = Annotated[Any, Depends(current_service)]
 ImageField = Annotated[UploadFile, File(description="the image: PNG, JPEG, WebP, BMP, GIF or TIFF")]
 ImagesField = Annotated[list[UploadFile], File(description="the images (1 to 64), one field each, in order")]
 TopKField = Annotated[int, Form(description="how many classes to list, 1 ... number of classes")]
@@ -92,6 +101,8 @@ def create_app(settings: Settings, families: Sequence[Family] = FAMILIES) -> Fas
         title="Digits and signs",
         description="Dense MNIST digit and ASL letter classifiers from the course 'How a Neural Network Trains'.",
         docs_url=None, redoc_url=None, openapi_url=None,  # BentoML serves the merged OpenAPI spec
+        # BentoML's own middleware traces requests (TRACING=on); FastAPI's would only add spans
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     _add_error_handlers(app)
     for family in families:

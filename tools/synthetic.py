@@ -54,7 +54,8 @@ def asl_csv_text(n: int = 120, seed: int = 0, header: str | None = None, rows: l
 def write_asl_csvs(directory: Path, gz: bool = False, n_train: int = 240, n_test: int = 96) -> Path:
     """``sign_mnist_train.csv`` and ``sign_mnist_test.csv`` (plain or ``.gz``) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name, n, seed in (("sign_mnist_train.csv", n_train, 0), ("sign_mnist_test.csv", n_test, 1)):
+    train_file, test_file = family("asl").data_files
+    for name, n, seed in ((train_file, n_train, 0), (test_file, n_test, 1)):
         text = asl_csv_text(n, seed)
         if gz:
             (directory / f"{name}.gz").write_bytes(gzip.compress(text.encode()))
@@ -66,6 +67,6 @@ def write_asl_csvs(directory: Path, gz: bool = False, n_train: int = 240, n_test
 def write_data_dir(directory: Path, n_train: int = 600, n_test: int = 100) -> Path:
     """A data directory with every family's files, synthetic."""
     directory.mkdir(parents=True, exist_ok=True)
-    write_mnist_npz(directory / "mnist.npz", n_train=n_train, n_test=n_test)
+    write_mnist_npz(directory / family("mnist").data_files[0], n_train=n_train, n_test=n_test)
     write_asl_csvs(directory, n_train=n_train, n_test=n_test)
     return directory

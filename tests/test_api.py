@@ -1,0 +1,90 @@
+"""The HTTP layer on its own: create_app() with a stand-in service, no BentoML server, no model."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from catalog import ModelMetadata, family
+from service.api import create_app, current_service
+from service.served import Overloaded
+from service.settings import Settings
+
+
+class FakeServed:
+    """What the routes use of a ServedModel: metadata, tag, and an awaitable forward pass."""
+
+    def __init__(self, route: str, busy: bool = False):
+        fam = family(route)
+        self.metadata = ModelMetadata(class_names=list(fam.class_names), preprocessing=fam.preprocessing)
+        self.tag, self.busy, self.calls = f"{fam.store_name}:test", busy, []
+
+    class_names = property(lambda self: self.metadata.class_names)
+    preprocessing = property(lambda self: self.metadata.preprocessing)
+
+    async def __call__(self, rows: np.ndarray) -> np.ndarray:
+        if self.busy:
+            raise Overloaded("busy")
+        self.calls.append(len(rows))
+        out = np.full((len(rows), len(self.class_names)), 0.01, np.float32)
+        out[:, 2] = 1 - 0.01 * (len(self.class_names) - 1)  # always the third class
+        return out
+
+
+class FakeService:
+    def __init__(self, busy: bool = False):
+        self.served = {route: FakeServed(route, busy) for route in ("mnist", "asl")}
+
+
+def client(service: FakeService, **settings) -> TestClient:
+    app = create_app(Settings(**settings))
+    app.dependency_overrides[current_service] = lambda: service
+    return TestClient(app)
+
+
+def png() -> bytes:
+    canvas = np.full((60, 60), 230, np.uint8)
+    canvas[10:50, 28:33] = 10
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_predict_shapes_the_answer_from_the_models_metadata():
+    service = FakeService()
+    body = client(service).post("/asl/predict", files={"image": ("a.png", png())}, data={"top_k": "2"}).json()
+    assert body["label"] == "C" and body["index"] == 2 and body["model"] == "asl_dense:test"
+    assert [entry["label"] for entry in body["top_k"]][0] == "C" and len(body["top_k"]) == 2
+    assert service.served["asl"].calls == [1]
+
+
+def test_predict_batch_is_one_forward_pass_in_upload_order():
+    service = FakeService()
+    files = [("images", (f"{i}.png", png())) for i in range(3)]
+    body = client(service).post("/mnist/predict_batch", files=files).json()
+    assert len(body["predictions"]) == 3 and service.served["mnist"].calls == [3]
+
+
+@pytest.mark.parametrize("files, data, status, text", [
+    ({"image": ("x.txt", b"not an image")}, {}, 400, "not an image"),
+    ({"picture": ("a.png", b"x")}, {}, 400, "no file field 'image'"),
+    ({"image": ("a.png", b"x")}, {"top_k": "0"}, 400, "top_k must be between 1 and 10"),
+    ({"image": ("a.png", b"x")}, {"top_k": "three"}, 400, "top_k must be a whole number"),
+])
+def test_client_mistakes_are_json_4xx(files, data, status, text):
+    response = client(FakeService()).post("/mnist/predict", files=files, data=data)
+    assert response.status_code == status and text in response.json()["error"]
+
+
+def test_a_busy_model_answers_503_with_retry_after():
+    response = client(FakeService(busy=True)).post("/mnist/predict", files={"image": ("a.png", png())})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1" and "busy" in response.json()["error"]
+
+
+def test_the_body_limit_comes_from_the_settings():
+    response = client(FakeService(), max_body_bytes=1000).post("/mnist/predict", files={"image": ("a.png", b"x" * 5000)})
+    assert response.status_code == 413 and "limit" in response.json()["error"]

@@ -1,0 +1,45 @@
+"""Service settings: read once from the environment into one frozen object; the README lists them all."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from service.settings import Settings
+from tools.servers import REPO
+
+
+def test_defaults_and_parsing():
+    default = Settings.from_env({})
+    assert default == Settings()
+    assert (default.batching, default.workers, default.max_batch_size) == (True, "cpu_count", 128)
+    tuned = Settings.from_env({"BATCHING": "off", "WORKERS": "3", "MAX_BATCH_SIZE": " 64 ", "ACCESS_LOG": "yes"})
+    assert (tuned.batching, tuned.workers, tuned.max_batch_size, tuned.access_log) == (False, 3, 64, True)
+    assert tuned.buckets == (1, 2, 4, 8, 16, 32, 64)
+    assert Settings(max_batch_size=100).buckets[-2:] == (64, 100)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tuned.workers = 1
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("BATCHING", "maybe", "BATCHING='maybe': expected on or off"),
+    ("MAX_BODY_BYTES", "10MB", "MAX_BODY_BYTES='10MB': expected a whole number"),
+    ("WORKERS", "0", "WORKERS='0': expected a number of at least 1"),
+])
+def test_a_malformed_value_names_its_variable(name, value, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        Settings.from_env({name: value})
+
+
+def test_bentoml_config_follows_the_switches():
+    assert Settings().bentoml_config() == {"logging": {"access": {"enabled": False}},
+                                           "tracing": {"excluded_urls": [".*"]}}
+    assert Settings(access_log=True, tracing=True).bentoml_config() == {}
+
+
+def test_the_readme_documents_every_setting():
+    readme = (REPO / "README.md").read_text()
+    for f in dataclasses.fields(Settings):
+        if "env" in f.metadata:
+            assert f"`{f.metadata['env']}`" in readme, f"README lacks {f.metadata['env']}"
