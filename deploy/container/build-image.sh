@@ -8,6 +8,7 @@
 #   BENTOFILE=...                   build another bentofile as it is (e.g. bentofile.gpu.yaml)
 #   BENTOML=bentoml PYTHON=python3  the tools of the project's environment
 #   CONTAINERIZE_OPTS="..."         extra `bentoml containerize` options (e.g. --opt build-arg=K=V)
+#   CONTAINER_ENGINE=docker|buildah choose the engine instead of the detection above
 #
 # With podman/buildah the engine settings of deploy/container/containers.conf apply unless
 # CONTAINERS_CONF names others. When the base image (python:3.11-slim) is not in local storage and
@@ -23,12 +24,15 @@ PYTHON=${PYTHON:-python3}
 BASE_IMAGE=${BASE_IMAGE:-docker.io/library/python:3.11-slim}
 read -r -a extra_opts <<<"${CONTAINERIZE_OPTS:-}"
 
-if docker info >/dev/null 2>&1; then
+engine=${CONTAINER_ENGINE:-}
+if [ -z "$engine" ] && docker info >/dev/null 2>&1; then
     engine=docker
-elif command -v buildah >/dev/null && command -v podman >/dev/null; then
+elif [ -z "$engine" ] && command -v buildah >/dev/null && command -v podman >/dev/null; then
     engine=buildah
+fi
+if [ "$engine" = buildah ]; then
     export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
-else
+elif [ "$engine" != docker ]; then
     echo "build-image.sh: no container engine. Either start Docker, or install podman, buildah," >&2
     echo "  runc and debootstrap (Debian/Ubuntu: make image-setup, i.e." >&2
     echo "  apt-get install -y podman buildah runc debootstrap)." >&2
