@@ -71,6 +71,9 @@ fi
 # context is one: so it runs in a private temporary directory that is its working directory.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+cli=podman
+[ "$engine" = docker ] && cli=docker
+previous=$($cli image inspect "$IMAGE" --format '{{.Id}}' 2>/dev/null || true)
 if [ "$engine" = docker ]; then
     (cd "$work" && TMPDIR=$work "$BENTOML" containerize "$tag" -t "$IMAGE" "${extra_opts[@]}")
     size=$(docker image inspect "$IMAGE" --format '{{.Size}}')
@@ -78,5 +81,10 @@ else
     (cd "$work" && TMPDIR=$work "$BENTOML" containerize --backend buildah "$tag" -t "$IMAGE" \
         --opt isolation=chroot --opt pull-never "${extra_opts[@]}")
     size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
+fi
+# the image this tag named before is now untagged: remove it unless a container still uses it
+current=$($cli image inspect "$IMAGE" --format '{{.Id}}')
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+    $cli rmi "$previous" >/dev/null 2>&1 || true
 fi
 echo "build-image.sh: $IMAGE ($engine) built in $(( $(date +%s) - started )) s, $size bytes"
