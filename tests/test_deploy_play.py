@@ -34,8 +34,9 @@ def play_manifest(deployment: dict, port: int) -> dict:
 
 
 @pytest.fixture
-def played(served_models, tmp_path):
-    require_engine()
+def played(request, tmp_path):
+    require_engine()  # before the session's models are trained: a skip costs nothing
+    request.getfixturevalue("served_models")
     build_image()
     objects = render(REPO / "deploy" / "kubernetes" / "base")
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]

@@ -22,8 +22,9 @@ GRACE_SECONDS = 30  # terminationGracePeriodSeconds of deploy/kubernetes/base/de
 
 
 @pytest.fixture(scope="module")
-def image(served_models):
-    require_engine()
+def image(request):
+    require_engine()  # before the session's models are trained: a skip costs nothing
+    request.getfixturevalue("served_models")
     return build_image()
 
 
