@@ -55,13 +55,15 @@ bench: setup  ## the service vs hand-written servers, same scenario; writes repo
 	$(PY) -m loadtest bench $(LOADTEST_ARGS)
 
 # Container image and Kubernetes (deploy/, docs/deploy.md). The engine: Docker where its daemon
-# answers, else podman/buildah with deploy/container/containers.conf.
+# answers, else podman/buildah (with deploy/container/containers.conf where the host needs it).
 IMAGE ?= digits_and_signs:latest
 IMAGE_VARIANT ?= serving
 PORT ?= 3000
 ENGINE_PACKAGES := podman buildah runc debootstrap
-CONTAINERS_CONF ?= $(CURDIR)/deploy/container/containers.conf
+CONTAINERS_CONF ?= $(shell deploy/container/engine-conf.sh)
+ifneq ($(CONTAINERS_CONF),)
 export CONTAINERS_CONF
+endif
 
 .PHONY: image-setup image image-run
 

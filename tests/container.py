@@ -18,15 +18,25 @@ import requests
 
 from servers import BENTOML, REPO
 
-CONTAINERS_CONF = REPO / "deploy" / "container" / "containers.conf"
+ENGINE_CONF = REPO / "deploy" / "container" / "engine-conf.sh"
 BUILD_SCRIPT = REPO / "deploy" / "container" / "build-image.sh"
 # a tag of its own: the tests' small models never replace the user's digits_and_signs:latest
 TEST_IMAGE = "localhost/digits_and_signs:test"
 REPORTS = REPO / "reports" / "image"
 
 
+@functools.cache
+def engine_conf() -> str:
+    """deploy/container/containers.conf where this host needs it (engine-conf.sh), else ''."""
+    done = subprocess.run([str(ENGINE_CONF)], capture_output=True, text=True, timeout=30)
+    return done.stdout.strip()
+
+
 def engine_env() -> dict[str, str]:
-    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+    env = dict(os.environ)
+    if "CONTAINERS_CONF" not in env and engine_conf():
+        env["CONTAINERS_CONF"] = engine_conf()
+    return env
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:

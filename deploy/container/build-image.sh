@@ -10,9 +10,10 @@
 #   CONTAINERIZE_OPTS="..."         extra `bentoml containerize` options (e.g. --opt build-arg=K=V)
 #   CONTAINER_ENGINE=docker|buildah choose the engine instead of the detection above
 #
-# With podman/buildah the engine settings of deploy/container/containers.conf apply unless
-# CONTAINERS_CONF names others. When the base image (python:3.11-slim) is not in local storage and
-# cannot be pulled, deploy/container/base-image.sh builds a local stand-in (see docs/deploy.md).
+# With podman/buildah the engine settings of deploy/container/containers.conf apply where this
+# host needs them (deploy/container/engine-conf.sh says), unless CONTAINERS_CONF names others.
+# When the base image (python:3.11-slim) is not in local storage and cannot be pulled,
+# deploy/container/base-image.sh builds a local stand-in (see docs/deploy.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +32,8 @@ elif [ -z "$engine" ] && command -v buildah >/dev/null && command -v podman >/de
     engine=buildah
 fi
 if [ "$engine" = buildah ]; then
-    export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
+    CONTAINERS_CONF=${CONTAINERS_CONF:-$("$here/engine-conf.sh")}
+    [ -z "$CONTAINERS_CONF" ] || export CONTAINERS_CONF
 elif [ "$engine" != docker ]; then
     echo "build-image.sh: no container engine. Either start Docker, or install podman, buildah," >&2
     echo "  runc and debootstrap (Debian/Ubuntu: make image-setup, i.e." >&2
