@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
@@ -93,13 +92,10 @@ def wait_ready(url: str, alive, timeout: float = 180) -> float:
     raise TimeoutError(f"{url}/readyz not 200 after {timeout} s")
 
 
-def report(name: str, lines: list[str], numbers: dict, terminal=None) -> None:
-    """Print the lines (also past pytest's capture, through the terminal reporter) and write them
-    with the numbers to reports/image/<name>.md and .json."""
+def report(name: str, lines: list[str], numbers: dict) -> None:
+    """Print the lines and write them with the numbers to reports/image/<name>.md and .json
+    (call it inside ``capsys.disabled()`` for the lines to reach the terminal past pytest's capture)."""
     REPORTS.mkdir(parents=True, exist_ok=True)
     (REPORTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     (REPORTS / f"{name}.json").write_text(json.dumps(numbers, indent=2) + "\n")
-    for line in lines:
-        print(line)
-        if terminal is not None:
-            terminal.write_line(line)
+    print("\n" + "\n".join(lines))

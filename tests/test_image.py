@@ -73,7 +73,7 @@ def test_the_image_serves_both_models(container, served_models, route, upload):
     assert bad.status_code == 400 and "error" in bad.json()
 
 
-def test_ready_then_stops_cleanly_on_sigterm(container, image, request):
+def test_ready_then_stops_cleanly_on_sigterm(container, image, capsys):
     name, url, ready_seconds = container
     assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
     assert requests.get(f"{url}/livez", timeout=5).status_code == 200
@@ -91,11 +91,12 @@ def test_ready_then_stops_cleanly_on_sigterm(container, image, request):
     assert "Traceback" not in output and "[ERROR]" not in output, output[-3000:]
 
     gb = image.size_bytes / 1e9
-    report("image", [
-        f"image {TEST_IMAGE}: {image.size_bytes} bytes ({gb:.2f} GB), built in {image.build_seconds:.0f} s "
-        "(Bento + base image when missing + containerize)",
-        f"start to ready (podman run -> /readyz 200): {ready_seconds:.1f} s",
-        f"SIGTERM to exit: {stop_seconds:.1f} s, exit code {exit_code}",
-    ], {"image": TEST_IMAGE, "size_bytes": image.size_bytes, "build_seconds": round(image.build_seconds, 1),
-        "ready_seconds": round(ready_seconds, 2), "stop_seconds": round(stop_seconds, 2), "exit_code": exit_code},
-        request.config.pluginmanager.get_plugin("terminalreporter"))
+    with capsys.disabled():
+        report("image", [
+            f"image {TEST_IMAGE}: {image.size_bytes} bytes ({gb:.2f} GB), built in {image.build_seconds:.0f} s "
+            "(Bento + base image when missing + containerize)",
+            f"start to ready (podman run -> /readyz 200): {ready_seconds:.1f} s",
+            f"SIGTERM to exit: {stop_seconds:.1f} s, exit code {exit_code}",
+        ], {"image": TEST_IMAGE, "size_bytes": image.size_bytes, "build_seconds": round(image.build_seconds, 1),
+            "ready_seconds": round(ready_seconds, 2), "stop_seconds": round(stop_seconds, 2),
+            "exit_code": exit_code})
