@@ -53,3 +53,33 @@ soak: setup  ## 10 minutes at 70 % of the max throughput (from the last `make lo
 
 bench: setup  ## the service vs hand-written servers, same scenario; writes reports/bench/serving.md
 	$(PY) -m loadtest bench $(LOADTEST_ARGS)
+
+# Container image and Kubernetes (deploy/, docs/deploy.md). The engine: Docker where its daemon
+# answers, else podman/buildah (with deploy/container/containers.conf where the host needs it).
+IMAGE ?= digits_and_signs:latest
+IMAGE_VARIANT ?= serving
+PORT ?= 3000
+ENGINE_PACKAGES := podman buildah runc debootstrap
+CONTAINERS_CONF ?= $(shell deploy/container/engine-conf.sh)
+ifneq ($(CONTAINERS_CONF),)
+export CONTAINERS_CONF
+endif
+
+.PHONY: image-setup image image-run
+
+image-setup:  ## the container engine: Docker, or podman + buildah + runc (+ debootstrap for the local base image)
+	@missing=""; for tool in $(ENGINE_PACKAGES); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if docker info >/dev/null 2>&1; then echo "container engine: docker"; \
+	elif [ -z "$$missing" ]; then echo "container engine: podman/buildah"; \
+	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+	     echo "installing:$$missing"; apt-get update -qq && \
+	     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(ENGINE_PACKAGES) >/dev/null; \
+	else echo "missing:$$missing. Install Docker, or (Debian/Ubuntu, as root)" \
+	          "apt-get install -y $(ENGINE_PACKAGES)" >&2; exit 1; fi
+
+image: train-missing image-setup  ## the CPU serving image digits_and_signs:latest (IMAGE_VARIANT=full: the TensorFlow one)
+	IMAGE=$(IMAGE) IMAGE_VARIANT=$(IMAGE_VARIANT) BENTOML=$(VENV)/bin/bentoml PYTHON=$(PY) deploy/container/build-image.sh
+
+image-run: image-setup  ## serve the image on PORT (3000); stop with Ctrl-C
+	@if docker info >/dev/null 2>&1; then docker run --rm -p $(PORT):3000 $(IMAGE); \
+	else podman run --rm -p $(PORT):3000 $(IMAGE); fi

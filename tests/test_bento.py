@@ -66,3 +66,10 @@ def test_gpu_variant_builds_on_a_cuda_image(served_models):
     assert "FROM nvidia/cuda:12" in dockerfile
     requirements = open(os.path.join(bento.path, "env", "python", "requirements.txt")).read()
     assert "tensorflow[and-cuda]==2.21.0" in requirements
+    # served like the CPU image: Python 3.11, port 3000, BentoML's entrypoint, as the user bentoml
+    # (non-root, as deploy/kubernetes/gpu runs it), with the same models
+    assert "python3.11" in dockerfile and "EXPOSE 3000" in dockerfile
+    assert dockerfile.rsplit("\nUSER ", 1)[1].startswith("bentoml")  # the last USER directive
+    assert "entrypoint.sh" in dockerfile.split("ENTRYPOINT", 1)[1]
+    info = yaml.safe_load(open(os.path.join(bento.path, "bento.yaml")))
+    assert {m["tag"] for m in info["models"]} == set(served_models.values())
