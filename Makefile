@@ -57,7 +57,6 @@ bench: setup  ## the service vs hand-written servers, same scenario; writes repo
 # Container image and Kubernetes (deploy/, docs/deploy.md). The engine: Docker where its daemon
 # answers, else podman/buildah (with deploy/container/containers.conf where the host needs it).
 IMAGE ?= digits_and_signs:latest
-IMAGE_VARIANT ?= serving
 PORT ?= 3000
 ENGINE_PACKAGES := podman buildah runc debootstrap
 CONTAINERS_CONF ?= $(shell deploy/container/engine-conf.sh)
@@ -77,8 +76,8 @@ image-setup:  ## the container engine: Docker, or podman + buildah + runc (+ deb
 	else echo "missing:$$missing. Install Docker, or (Debian/Ubuntu, as root)" \
 	          "apt-get install -y $(ENGINE_PACKAGES)" >&2; exit 1; fi
 
-image: train-missing image-setup  ## the CPU serving image digits_and_signs:latest (IMAGE_VARIANT=full: the TensorFlow one)
-	IMAGE=$(IMAGE) IMAGE_VARIANT=$(IMAGE_VARIANT) BENTOML=$(VENV)/bin/bentoml PYTHON=$(PY) deploy/container/build-image.sh
+image: train-missing image-setup  ## the CPU image digits_and_signs:latest (BENTOFILE=bentofile.gpu.yaml: the GPU one)
+	IMAGE=$(IMAGE) BENTOML=$(VENV)/bin/bentoml deploy/container/build-image.sh
 
 image-run: image-setup  ## serve the image on PORT (3000); stop with Ctrl-C
 	@if docker info >/dev/null 2>&1; then docker run --rm -p $(PORT):3000 $(IMAGE); \

@@ -36,10 +36,13 @@ def test_bento_holds_service_models_and_pinned_packages(cpu_bento, served_models
     # what serving needs and nothing else: no training, tools, benchmarks, load tests or tests
     assert set(src) - {"bentofile.yaml"} == {"catalog", "preprocessing", "service"}, src
     requirements = open(os.path.join(root, "env", "python", "requirements.txt")).read()
-    for pin in ("tensorflow-cpu==2.21.0", "keras==3.15.1", "bentoml==1.4.40", "pillow==13.0.0"):
-        assert pin in requirements
+    # serving needs no training stack: Keras on JAX, no TensorFlow
+    for pin in ("jax==0.10.2", "jaxlib==0.10.2", "keras==3.15.1", "bentoml==1.4.40", "pillow==13.0.0"):
+        assert pin in requirements.splitlines()
+    assert "tensorflow" not in requirements
     dockerfile = open(os.path.join(root, "env", "docker", "Dockerfile")).read()
-    assert "FROM python:3.11-slim" in dockerfile and "EXPOSE 3000" in dockerfile
+    assert "FROM python:3.11-slim AS python-env" in dockerfile and "EXPOSE 3000" in dockerfile
+    assert "ENV KERAS_BACKEND=$KERAS_BACKEND" in dockerfile and "ARG KERAS_BACKEND=jax" in dockerfile
     assert "requirements.txt" in dockerfile and "entrypoint.sh" in dockerfile
 
 
@@ -72,4 +75,4 @@ def test_gpu_variant_builds_on_a_cuda_image(served_models):
     assert dockerfile.rsplit("\nUSER ", 1)[1].startswith("bentoml")  # the last USER directive
     assert "entrypoint.sh" in dockerfile.split("ENTRYPOINT", 1)[1]
     info = yaml.safe_load(open(os.path.join(bento.path, "bento.yaml")))
-    assert {m["tag"] for m in info["models"]} == set(served_models.values())
+    assert {m["tag"] for m in info["services"][0]["models"]} == set(served_models.values())

@@ -8,8 +8,8 @@ import copy
 
 import pytest
 
-from kustomize import render
-from servers import REPO
+from tools.kustomize import render
+from tools.servers import REPO
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate is not installed (pip install -e '.[dev]')")

@@ -16,9 +16,9 @@ import pytest
 import requests
 import yaml
 
-from container import TEST_IMAGE, build_image, podman, require_engine, wait_ready
-from kustomize import render
-from servers import REPO, free_port
+from tools.container import TEST_IMAGE, build_image, podman, require_engine, wait_ready
+from tools.kustomize import render
+from tools.servers import REPO, free_port
 from test_service import GOOD
 
 

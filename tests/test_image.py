@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import requests
 
-from container import TEST_IMAGE, build_image, podman, report, require_engine, wait_ready
+from tools.container import TEST_IMAGE, build_image, podman, report, require_engine, wait_ready
 from preprocessing import image_to_vector
-from servers import free_port
+from tools.servers import free_port
 from test_service import GOOD, drawn_digit
 from training import store
 

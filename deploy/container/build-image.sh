@@ -3,10 +3,8 @@
 # image on the local engine: Docker where a Docker daemon answers, else buildah (podman's storage).
 #
 #   IMAGE=digits_and_signs:latest   the tag (podman storage shows it as localhost/digits_and_signs:latest)
-#   IMAGE_VARIANT=serving           serving: Keras on JAX, multi-stage, ~0.8 GB (the default);
-#                                   full: bentofile.yaml as it is (TensorFlow, BentoML's own Dockerfile, ~2.6 GB)
-#   BENTOFILE=...                   build another bentofile as it is (e.g. bentofile.gpu.yaml)
-#   BENTOML=bentoml PYTHON=python3  the tools of the project's environment
+#   BENTOFILE=bentofile.yaml        the Bento to build (bentofile.gpu.yaml: the GPU variant)
+#   BENTOML=bentoml                 the project environment's bentoml
 #   CONTAINERIZE_OPTS="..."         extra `bentoml containerize` options (e.g. --opt build-arg=K=V)
 #   CONTAINER_ENGINE=docker|buildah choose the engine instead of the detection above
 #
@@ -19,9 +17,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 IMAGE=${IMAGE:-digits_and_signs:latest}
-IMAGE_VARIANT=${IMAGE_VARIANT:-serving}
+BENTOFILE=${BENTOFILE:-bentofile.yaml}
 BENTOML=${BENTOML:-bentoml}
-PYTHON=${PYTHON:-python3}
 BASE_IMAGE=${BASE_IMAGE:-docker.io/library/python:3.11-slim}
 read -r -a extra_opts <<<"${CONTAINERIZE_OPTS:-}"
 
@@ -43,18 +40,7 @@ fi
 
 # 1. the Bento
 cd "$repo"
-case "${BENTOFILE:-}" in
-    "")
-        case "$IMAGE_VARIANT" in
-            serving)
-                mkdir -p build
-                "$PYTHON" "$here/serving_bentofile.py" bentofile.yaml >build/bentofile.serving.yaml
-                bentofile=build/bentofile.serving.yaml ;;
-            full) bentofile=bentofile.yaml ;;
-            *) echo "build-image.sh: IMAGE_VARIANT is serving or full, not '$IMAGE_VARIANT'" >&2; exit 1 ;;
-        esac ;;
-    *) bentofile=$BENTOFILE ;;
-esac
+bentofile=$BENTOFILE
 started=$(date +%s)
 tag=$("$BENTOML" build -f "$bentofile" --output tag | tail -1)
 tag=${tag#__tag__:}

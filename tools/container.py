@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from servers import BENTOML, REPO
+from tools.servers import BENTOML, REPO
 
 ENGINE_CONF = REPO / "deploy" / "container" / "engine-conf.sh"
 BUILD_SCRIPT = REPO / "deploy" / "container" / "build-image.sh"
