@@ -232,14 +232,17 @@ def report(results: list[FamilyResult], threshold: float, args, png: Path) -> st
     for result in results:
         val = result.by_name("validation, dressed as uploads")
         val_raw = result.by_name("validation, dressed as uploads", raw=True)
+        best, best_raw = largest_threshold(val, args.target), largest_threshold(val_raw, args.target)
+        test = result.by_name("test, dressed as uploads")
+        test_raw = result.by_name("test, dressed as uploads", raw=True)
         lines += [
             f"## {result.model_tag}",
             "",
             f"Temperature {result.temperature:.3f} ({result.temperature_source}). Expected calibration error "
             "(15 bins): " + ", ".join(f"{k} {v:.4f}" for k, v in result.ece.items()) + ".",
             f"Largest threshold flagging at most {args.target:.1%} of the validation uploads: "
-            f"{largest_threshold(val, args.target):.2f} calibrated, {largest_threshold(val_raw, args.target):.2f} "
-            "at temperature 1.",
+            f"{best:.2f} calibrated (it flags {test.flagged(best):.1%} of the dressed test uploads), "
+            f"{best_raw:.2f} at temperature 1 ({test_raw.flagged(best_raw):.1%} of the test uploads).",
             "",
             f"| images | n | found: false | flagged (T = {result.temperature:.3g}) | flagged (T = 1) | "
             "accuracy (real) |",

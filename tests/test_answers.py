@@ -122,6 +122,15 @@ def test_a_blank_upload_is_found_false_without_a_forward_pass(server, served_mod
     assert batch_passes(server, route) == passes  # the model did not run for nothing
 
 
+def test_openapi_documents_the_answer_fields(server):
+    schemas = requests.get(f"{server.url}/docs.json", timeout=10).json()["components"]["schemas"]
+    fields = schemas["Prediction"]["properties"]
+    assert {"found", "unsure", "label", "index", "confidence", "top_k", "reason", "model"} <= set(fields)
+    assert "UNSURE_BELOW" in fields["unsure"]["description"]
+    assert "null when nothing was found" in fields["confidence"]["description"]
+    assert "temperature" in fields["confidence"]["description"]
+
+
 def test_batch_keeps_upload_order_with_a_blank_in_the_middle(server, served_models):
     tag = served_models["mnist"]
     good = digit_photo()
