@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?=
 export DATA_DIR
 
-.PHONY: setup train train-missing serve test bench-train bench-uploads bento clean loadtest soak bench
+.PHONY: setup train train-missing serve test bench-train bench-uploads bench-ood bento clean loadtest soak bench
 
 setup: $(STAMP)
 
@@ -33,6 +33,9 @@ bench-train: setup  ## train both models with the defaults and write reports/ben
 
 bench-uploads: train-missing  ## accuracy on raw test images vs the same images dressed as real uploads
 	$(PY) -m bench.uploads
+
+bench-ood: train-missing  ## non-digits / non-signs vs real test images: share answered unsure or found false; writes reports/bench/ood.md
+	$(PY) -m bench.ood
 
 bento: train-missing  ## build the Bento
 	$(VENV)/bin/bentoml build

@@ -79,7 +79,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     if not isinstance(data, bytes):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
     if not data:
-        raise ImageError("the file is empty; " + _UNREADABLE.replace("the file is ", "expected "))
+        raise ImageError("the file is empty; " + _UNREADABLE.replace("the file is not an image we can read", "send an image"))
     # Pillow warns (and past 2x its limit raises) about decompression bombs on
     # its own; turn both into ImageTooLarge instead of letting them escape.
     # (catch_warnings is process-global in Python < 3.14; the worst a race can

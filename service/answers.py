@@ -1,7 +1,13 @@
-"""The answer to one classified image, as the API documents it.
+"""The answer to one classified image, as the API documents it, and the calibration of its probabilities.
 
-Plain numpy and Pillow, no BentoML: the hand-written comparison servers of the benchmark build
-their answers with the same function.
+Plain numpy and Pillow, no BentoML: the hand-written comparison servers of the benchmark and
+``bench/ood.py`` build their answers with the same functions.
+
+Every answer has ``found`` and ``unsure``. ``found: false`` (nothing to classify: a blank page, no
+ink, no hand) comes with ``label``, ``index`` and ``confidence`` null, an empty ``top_k`` and a
+``reason``; the model does not run for it. ``unsure: true`` means "do not take the label as the
+answer": the calibrated confidence is below the service's threshold (``UNSURE_BELOW``), or
+nothing was found. The label, the best guess, is still given when something was found.
 """
 
 from __future__ import annotations
@@ -12,17 +18,65 @@ from typing import Sequence
 
 import numpy as np
 
+# Where float32 softmax outputs underflow to 0, log(p) is taken at the smallest normal float32:
+# a log-probability of -87, far below anything that matters after the temperature.
+_TINY = float(np.finfo(np.float32).tiny)
+
+
+def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of softmax outputs: ``softmax(log(p) / temperature)`` row by row.
+
+    ``log(p)`` differs from the model's logits by a constant per row, so this equals
+    ``softmax(logits / temperature)``. A temperature of 1 returns ``probabilities`` unchanged.
+    """
+    if temperature == 1.0:
+        return probabilities
+    z = np.log(np.maximum(probabilities, _TINY))
+    z /= temperature
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z.astype(np.float32, copy=False)
+
 
 def answer(probabilities: np.ndarray, class_names: Sequence[str], model_tag: str, top_k: int,
-           model_input: np.ndarray | None = None) -> dict:
-    """``{"label", "index", "confidence", "top_k", "model"}`` (+ ``input_image`` when given the input)."""
+           model_input: np.ndarray | None = None, *, unsure_below: float = 0.0) -> dict:
+    """The answer for an image the model saw: ``probabilities`` are its (calibrated) output.
+
+    ``{"found": true, "unsure", "label", "index", "confidence", "top_k", "reason", "model"}``
+    (+ ``input_image`` when given the input); ``unsure`` when ``confidence < unsure_below``, and
+    then ``reason`` says so (else it is null).
+    """
     order = np.argsort(probabilities)[::-1][:top_k]
     best = int(order[0])
+    confidence = float(probabilities[best])
+    unsure = confidence < unsure_below
     body = {
+        "found": True,
+        "unsure": unsure,
         "label": class_names[best],
         "index": best,
-        "confidence": float(probabilities[best]),
+        "confidence": confidence,
         "top_k": [{"label": class_names[i], "probability": float(probabilities[i])} for i in order],
+        "reason": (f"the model is not sure: its confidence {confidence:.2f} is below {unsure_below:.2f}"
+                   if unsure else None),
+        "model": model_tag,
+    }
+    if model_input is not None:
+        body["input_image"] = input_image_url(model_input)
+    return body
+
+
+def not_found(reason: str, model_tag: str, model_input: np.ndarray | None = None) -> dict:
+    """The answer for an image with nothing to classify (the model did not run): no label."""
+    body = {
+        "found": False,
+        "unsure": True,
+        "label": None,
+        "index": None,
+        "confidence": None,
+        "top_k": [],
+        "reason": reason,
         "model": model_tag,
     }
     if model_input is not None:

@@ -21,8 +21,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from catalog import FAMILIES, Family
-from preprocessing import ImageError, image_to_vector
-from service.answers import answer
+from preprocessing import ImageError, Prepared, prepare_upload
+from service.answers import answer, not_found
 from service.served import Overloaded, ServedModel
 from service.settings import Settings
 from service.web_ui import mount_ui
@@ -30,20 +30,34 @@ from service.web_ui import mount_ui
 
 class LabelProbability(BaseModel):
     label: str
-    probability: float = Field(description="softmax output for this class")
+    probability: float = Field(description="calibrated probability of this class")
 
 
 class Prediction(BaseModel):
-    label: str = Field(description="the most probable class", examples=["7"])
-    index: int = Field(description="its index in the model's output (its class list)", examples=[7])
-    confidence: float = Field(description="its softmax probability", examples=[0.991])
-    top_k: list[LabelProbability] = Field(description="the top_k classes, most probable first")
+    found: bool = Field(description="false when there is nothing to classify (a blank page, no ink, no hand): "
+                        "then label, index and confidence are null, top_k is empty and reason says why; "
+                        "the model did not run", examples=[True])
+    unsure: bool = Field(description="true when the label is not to be taken as the answer: confidence is "
+                         f"below the service's threshold (setting UNSURE_BELOW, default {Settings.unsure_below:g}), "
+                         "or nothing was found", examples=[False])
+    label: str | None = Field(description="the most probable class (the best guess, also when unsure); "
+                              "null when nothing was found", examples=["7"])
+    index: int | None = Field(description="its index in the model's output (its class list); null when "
+                              "nothing was found", examples=[7])
+    confidence: float | None = Field(
+        description="its calibrated probability: the model's softmax with the temperature from the model's "
+        "metadata applied (softmax(log p / T); T = 1 for a model stored without calibration); null when "
+        "nothing was found", examples=[0.991])
+    top_k: list[LabelProbability] = Field(description="the top_k classes, most probable first "
+                                          "(calibrated probabilities); empty when nothing was found")
+    reason: str | None = Field(description="why found is false or unsure is true, in words; null otherwise",
+                               examples=[None])
     model: str = Field(description="the model that answered, name:version",
                        examples=[f"{FAMILIES[0].store_name}:4bttrfxlig3k2ax4"])
     input_image: str | None = Field(
         default=None,
-        description="only with return_input=true: the preprocessed 28x28 image the model saw, "
-        "as a data:image/png;base64 URL (white = 1.0)",
+        description="only with return_input=true: the preprocessed 28x28 image the model saw (or would "
+        "have seen), as a data:image/png;base64 URL (white = 1.0)",
     )
 
 
@@ -158,11 +172,11 @@ def _check_top_k(top_k: int, num_classes: int) -> None:
         raise ClientError(400, f"top_k must be between 1 and {num_classes} for this model, got {top_k}")
 
 
-async def _vector(data: bytes, preprocessing: str, settings: Settings, name: str | None = None) -> np.ndarray:
+async def _vector(data: bytes, preprocessing: str, settings: Settings, name: str | None = None) -> Prepared:
     try:
         if len(data) <= settings.inline_decode_bytes:
-            return image_to_vector(data, preprocessing, max_pixels=settings.max_image_pixels)
-        return await run_in_threadpool(image_to_vector, data, preprocessing, max_pixels=settings.max_image_pixels)
+            return prepare_upload(data, preprocessing, max_pixels=settings.max_image_pixels)
+        return await run_in_threadpool(prepare_upload, data, preprocessing, max_pixels=settings.max_image_pixels)
     except ImageError as exc:
         where = f"{name}: " if name else ""
         raise ClientError(exc.status_code, f"{where}{exc}") from None
@@ -180,12 +194,14 @@ def _add_family_routes(app: FastAPI, family: Family, settings: Settings) -> None
                       return_input: ReturnInputField = False) -> JSONResponse:
         served: ServedModel = service.served[route]
         _check_top_k(top_k, len(served.class_names))
-        vector = await _vector(await image.read(), served.preprocessing, settings)
-        probabilities = await _forward(served, vector[None])
+        prepared = await _vector(await image.read(), served.preprocessing, settings)
+        if not prepared.found:  # nothing to classify: no forward pass
+            return JSONResponse(not_found(prepared.reason, served.tag, prepared.vector if return_input else None))
+        probabilities = await _forward(served, prepared.vector[None])
         # JSONResponse directly: the answer is built to the documented model already, and
         # FastAPI's re-validation of it cost ~4 % of a worker's CPU
         return JSONResponse(answer(probabilities[0], served.class_names, served.tag, top_k,
-                                   vector if return_input else None))
+                                   prepared.vector if return_input else None, unsure_below=settings.unsure_below))
 
     @app.post(f"/{route}/predict_batch", response_model=BatchPrediction, responses=ERRORS,
               summary=f"Classify up to {settings.max_batch_files} images of {what}", tags=[route],
@@ -197,19 +213,26 @@ def _add_family_routes(app: FastAPI, family: Family, settings: Settings) -> None
         _check_top_k(top_k, len(served.class_names))
         if not 1 <= len(images) <= settings.max_batch_files:
             raise ClientError(400, f"send 1 to {settings.max_batch_files} images, got {len(images)}")
-        vectors = [
+        uploads = [
             await _vector(await upload.read(), served.preprocessing, settings,
                           f"image {i} ({upload.filename or 'unnamed'})")
             for i, upload in enumerate(images, start=1)
         ]
-        probabilities = await _forward(served, np.stack(vectors))
-        return JSONResponse({
-            "model": served.tag,
-            "predictions": [
-                answer(p, served.class_names, served.tag, top_k, v if return_input else None)
-                for p, v in zip(probabilities, vectors)
-            ],
-        })
+        # one forward pass for the images with something in them; the others answer found: false
+        found = [i for i, prepared in enumerate(uploads) if prepared.found]
+        probabilities = {}
+        if found:
+            rows = await _forward(served, np.stack([uploads[i].vector for i in found]))
+            probabilities = dict(zip(found, rows))
+        predictions = []
+        for i, prepared in enumerate(uploads):
+            shown = prepared.vector if return_input else None
+            if prepared.found:
+                predictions.append(answer(probabilities[i], served.class_names, served.tag, top_k, shown,
+                                          unsure_below=settings.unsure_below))
+            else:
+                predictions.append(not_found(prepared.reason, served.tag, shown))
+        return JSONResponse({"model": served.tag, "predictions": predictions})
 
 
 class BodySizeLimit:

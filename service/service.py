@@ -44,7 +44,8 @@ Pixels = Annotated[np.ndarray, Shape((-1, VECTOR_LENGTH)), DType("float32"), Aft
 
 class DigitsAndSigns:
     """POST /<route>/predict and /<route>/predict_batch for every family (multipart image uploads);
-    POST /<route>_probabilities: ready-made (n, 784) vectors, BentoML-batched."""
+    POST /<route>_probabilities: ready-made (n, 784) vectors, BentoML-batched (calibrated
+    probabilities, like every answer)."""
 
     def __init__(self) -> None:
         backend = runtime.configure(SETTINGS)
@@ -74,11 +75,12 @@ def _probabilities_api(family: Family):
     """``POST /<route>_probabilities``: the family's forward pass as a BentoML (batchable) API."""
 
     def probabilities(self, pixels: Pixels) -> np.ndarray:
-        return self.served[family.route].forward(pixels)
+        return self.served[family.route].probabilities(pixels)
 
     probabilities.__name__ = probabilities.__qualname__ = f"{family.route}_probabilities"
     probabilities.__doc__ = (f"Class probabilities (n, classes) of {family.classifies} "
-                             f"for (n, {VECTOR_LENGTH}) preprocessed pixels.")
+                             f"for (n, {VECTOR_LENGTH}) preprocessed pixels: calibrated, "
+                             "the same numbers as the predict routes give.")
     if SETTINGS.batching:
         options = dict(batchable=True, batch_dim=0, max_batch_size=SETTINGS.max_batch_size,
                        max_latency_ms=SETTINGS.max_latency_ms)

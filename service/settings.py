@@ -38,6 +38,9 @@ class Settings:
     workers: int | str = _env("WORKERS", "cpu_count",
                               "worker processes, each with both models and its own batch queue; "
                               "`cpu_count`: one per core BentoML sees (container CPU limits included)")
+    unsure_below: float = _env("UNSURE_BELOW", 0.6,
+                               "answers whose calibrated confidence is below this are marked `unsure` "
+                               "(0 to 1; 0: never)")
     tf_intra_op_threads: int = _env("TF_NUM_INTRAOP_THREADS", 1, "TensorFlow threads per operation, per worker")
     tf_inter_op_threads: int = _env("TF_NUM_INTEROP_THREADS", 1, "TensorFlow operations run at once, per worker")
 
@@ -78,6 +81,14 @@ def _parse(raw: str, default, name: str):
         if raw.lower() in _OFF:
             return False
         raise ValueError(f"{name}={raw!r}: expected on or off")
+    if isinstance(default, float):
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ValueError(f"{name}={raw!r}: expected a number from 0 to 1") from None
+        if not 0.0 <= number <= 1.0:
+            raise ValueError(f"{name}={raw!r}: expected a number from 0 to 1")
+        return number
     if name == "WORKERS" and raw == "cpu_count":
         return raw
     try:

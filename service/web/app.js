@@ -2,14 +2,15 @@
  *
  * Plain JavaScript, no dependencies, no build step. It talks only to this service's own API,
  * with URLs relative to the page (/ui/ -> ../mnist/predict), so it works offline and behind a
- * proxy that adds a path prefix. Answers: {label, index, confidence, top_k, model, input_image};
- * errors: 4xx/503 with {"error": "..."}.
+ * proxy that adds a path prefix. Answers: {found, unsure, label, index, confidence, top_k, reason,
+ * model, input_image}: found false = nothing to classify (no label), unsure = the label is only a
+ * guess; errors: 4xx/503 with {"error": "..."}.
  */
 "use strict";
 
 (() => {
   const TOP_K = 5;
-  const PEN_WIDTH = 0.08; // of the canvas side: thick strokes, like MNIST's after the 20x20 fit
+  const PEN_WIDTH = 0.08; // of the canvas side, at any size: thick strokes, like MNIST's after the 20x20 fit
   const SNAPSHOT_SIDE = 480; // camera snapshots are cropped to a square and shrunk to this
 
   const $ = (selector, root = document) => root.querySelector(selector);
@@ -67,8 +68,10 @@
       this.answer.hidden = true;
     }
 
-    /** Send one image; `source` names it for the user ("your drawing", "the file “x.png”"). */
-    async predict(blob, filename, source, previewUrl = null, reveal = true) {
+    /** Send one image; `source` names it for the user ("your drawing", "the file “x.png”").
+     * `reveal`: "result" scrolls the whole answer into view when it is out of sight, "headline" only
+     * as far as its first lines (the drawing pad stays in view), "none" never (while drawing). */
+    async predict(blob, filename, source, previewUrl = null, reveal = "result") {
       const seq = ++this.seq;
       this.inFlight += 1;
       this.setBusy(true);
@@ -85,7 +88,8 @@
           headers: { Accept: "application/json" },
         });
         const body = await readJson(response);
-        if (response.ok && body && typeof body.label === "string" && Array.isArray(body.top_k)) {
+        if (response.ok && body && typeof body.found === "boolean" && Array.isArray(body.top_k) &&
+            (!body.found || typeof body.label === "string")) {
           outcome = { answer: body };
         } else {
           outcome = { error: errorMessage(response, body), status: response.status };
@@ -107,30 +111,65 @@
       this.setPreview(previewUrl);
       if (outcome.answer) this.showAnswer(outcome.answer, source);
       else this.showError(outcome.error, outcome.status, source);
-      if (reveal) this.reveal();
+      if (reveal !== "none") this.reveal(reveal);
     }
 
-    /** On a small screen the answer may be out of sight (e.g. below the file picker): show it. */
-    reveal() {
+    /** On a small screen the answer may be out of sight (below the drawing pad or the file
+     * picker): scroll it into view. "headline": just far enough that the status and the big label
+     * (or the error) are on screen, so the drawing pad moves as little as possible. */
+    reveal(how) {
+      const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+      const behavior = still ? "auto" : "smooth";
+      if (how === "headline") {
+        const headline = this.answer.hidden ? this.error : $(".answer-main", this.answer);
+        const box = headline.getBoundingClientRect();
+        const top = this.status.getBoundingClientRect().top;
+        if (top >= 0 && box.bottom <= window.innerHeight) return;
+        headline.scrollIntoView({ block: "end", behavior });
+        return;
+      }
       const box = this.result.getBoundingClientRect();
       if (box.top >= 0 && box.top < window.innerHeight - 120) return;
-      const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
-      this.result.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
+      this.result.scrollIntoView({ block: "start", behavior });
     }
 
     showAnswer(answer, source) {
       const what = this.route === "asl" ? "the letter" : "the digit";
-      const sure = percent(answer.confidence);
+      const thing = this.route === "asl" ? "hand" : "digit";
       this.error.hidden = true;
+      this.result.classList.toggle("not-found", !answer.found);
+      this.result.classList.toggle("unsure", answer.found && answer.unsure);
+      let headline;
+      let detail;
+      let spokenText;
+      if (!answer.found) {
+        // nothing to classify: no label, no bars; the reason in words
+        headline = `No ${thing} found`;
+        detail = sentence(answer.reason || `There is no ${thing} in the picture.`);
+        spokenText = `: no ${thing} found. ${detail}`;
+        this.field("label").textContent = "–";
+      } else if (answer.unsure) {
+        const guesses = answer.top_k.slice(0, 2).filter((e, i) => i === 0 || e.probability >= 0.05);
+        headline = `Not sure: maybe ${guesses.map((e) => e.label).join(" or ")}`;
+        detail = `Only ${percent(answer.confidence)} sure of ${answer.label}`;
+        spokenText = `: not sure, maybe ${what} ${guesses.map((e) => e.label).join(" or ")}. ${detail}.`;
+        this.field("label").textContent = "?";
+      } else {
+        const sure = percent(answer.confidence);
+        headline = `Most likely ${what}\u00a0${answer.label}`;
+        detail = `${sure} sure`;
+        spokenText = `: ${what} ${answer.label}, ${sure} sure.`;
+        this.field("label").textContent = answer.label;
+      }
       // visible: "Answer for your drawing"; read out: the whole answer
       const spoken = document.createElement("span");
       spoken.className = "visually-hidden";
-      spoken.textContent = `: ${what} ${answer.label}, ${sure} sure.`;
+      spoken.textContent = spokenText;
       this.status.replaceChildren(`Answer for ${source}`, spoken);
-      this.field("label").textContent = answer.label;
-      this.field("sentence").textContent = `Most likely ${what}\u00a0${answer.label}`;
-      this.field("confidence").textContent = `${sure} sure`;
+      this.field("sentence").textContent = headline;
+      this.field("confidence").textContent = detail;
       this.field("model").textContent = answer.model;
+      $(".chart", this.result).hidden = answer.top_k.length === 0;
 
       const bars = this.field("bars");
       bars.replaceChildren();
@@ -178,13 +217,28 @@
       this.status.textContent = `No answer for ${source}.`;
       const title = document.createElement("p");
       title.className = "error-title";
-      title.textContent = status ? `The service refused it (HTTP ${status})` : "Something went wrong";
+      title.textContent = errorTitle(status);
       const text = document.createElement("p");
       text.className = "error-message";
       text.textContent = message;
       this.error.replaceChildren(title, text);
       this.error.hidden = false;
     }
+  }
+
+  /** A sentence from an API text: capital first letter, full stop at the end. */
+  function sentence(text) {
+    const message = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?]$/.test(message) ? message : `${message}.`;
+  }
+
+  /** The error box's title: what happened, in plain words (the details follow below it). */
+  function errorTitle(status) {
+    if (status === 413) return "This image is too large";
+    if (status === 503) return "The model is busy";
+    if (status >= 400 && status < 500) return "This image could not be used";
+    if (status >= 500) return "The service ran into a problem";
+    return "Something went wrong";
   }
 
   async function readJson(response) {
@@ -197,10 +251,7 @@
   }
 
   function errorMessage(response, body) {
-    if (body && typeof body.error === "string" && body.error) {
-      const message = body.error.charAt(0).toUpperCase() + body.error.slice(1);
-      return /[.!?]$/.test(message) ? message : `${message}.`;
-    }
+    if (body && typeof body.error === "string" && body.error) return sentence(body.error);
     if (response.ok) return "The service sent an answer this page does not understand.";
     const known = {
       404: "The prediction route was not found: is this page served by the digits-and-signs service?",
@@ -219,6 +270,7 @@
 
   function sendFile(panel, file) {
     const name = file.name || "pasted image";
+    if (panel === digits) clearPad(); // a photo and a drawing never share one answer
     panel.predict(file, name, `the file “${name}”`, URL.createObjectURL(file));
   }
 
@@ -281,15 +333,39 @@
   let inked = false;
   let lastLiveSend = 0;
 
-  function clearPad() {
-    pad.fillStyle = "#fff";
-    pad.fillRect(0, 0, canvas.width, canvas.height);
+  function penStyle() {
     pad.fillStyle = "#000";
     pad.strokeStyle = "#000";
     pad.lineWidth = canvas.width * PEN_WIDTH;
     pad.lineCap = "round";
     pad.lineJoin = "round";
+  }
+
+  function clearPad() {
+    pad.fillStyle = "#fff";
+    pad.fillRect(0, 0, canvas.width, canvas.height);
+    penStyle();
     inked = false;
+  }
+
+  /** One canvas pixel per device pixel (sharp strokes on any screen), the drawing kept when the
+   * pad changes size (rotation, window resize); the pen stays PEN_WIDTH of the side. */
+  function fitPad() {
+    const side = Math.round(canvas.getBoundingClientRect().width * (window.devicePixelRatio || 1));
+    if (!side || side === canvas.width) return;
+    const before = canvas.width;
+    let drawing = null;
+    if (inked) {
+      drawing = document.createElement("canvas");
+      drawing.width = drawing.height = before;
+      drawing.getContext("2d").drawImage(canvas, 0, 0);
+    }
+    const wasInked = inked;
+    canvas.width = canvas.height = side; // resets the context: white again, pen style again
+    clearPad();
+    if (drawing) pad.drawImage(drawing, 0, 0, side, side);
+    inked = wasInked;
+    if (stroke) stroke.last = { x: (stroke.last.x * side) / before, y: (stroke.last.y * side) / before };
   }
 
   function canvasPoint(event) {
@@ -314,10 +390,11 @@
     stroke.last = p;
   }
 
-  function sendDrawing() {
+  /** `final`: the pen was lifted, so the answer may be scrolled into view (never under the pen). */
+  function sendDrawing(final) {
     if (!inked) return;
     canvas.toBlob((blob) => {
-      if (blob) digits.predict(blob, "drawing.png", "your drawing", null, false); // no scrolling under the pen
+      if (blob) digits.predict(blob, "drawing.png", "your drawing", null, final ? "headline" : "none");
     }, "image/png");
   }
 
@@ -326,6 +403,7 @@
     event.preventDefault();
     canvas.setPointerCapture(event.pointerId);
     stroke = { id: event.pointerId, last: canvasPoint(event) };
+    if (!inked) digits.reset(); // a new drawing: the answer to a photo no longer stands next to it
     dot(stroke.last);
     inked = true;
   });
@@ -337,13 +415,13 @@
     const now = performance.now();
     if (live.checked && digits.inFlight === 0 && now - lastLiveSend > 150) {
       lastLiveSend = now;
-      sendDrawing();
+      sendDrawing(false);
     }
   });
   const endStroke = (event) => {
     if (!stroke || event.pointerId !== stroke.id) return;
     stroke = null;
-    sendDrawing(); // on release, always: the final answer for the whole drawing
+    sendDrawing(true); // on release, always: the final answer for the whole drawing
   };
   canvas.addEventListener("pointerup", endStroke);
   canvas.addEventListener("pointercancel", endStroke);
@@ -355,6 +433,8 @@
     digits.reset();
   });
   clearPad();
+  fitPad();
+  if (window.ResizeObserver) new ResizeObserver(fitPad).observe(canvas);
 
   // ------------------------------------------------------------------ camera (where allowed)
 
