@@ -43,9 +43,14 @@ class BadAnswer(Exception):
     pass
 
 
-def check_prediction(body: dict, route: str, top_k: int) -> str:
-    """Raise BadAnswer unless ``body`` is a well-formed prediction of ``route``; returns its label."""
+def check_prediction(body: dict, route: str, top_k: int) -> str | None:
+    """Raise BadAnswer unless ``body`` is a well-formed prediction of ``route``; returns its label
+    (None for a well-formed "nothing found" answer)."""
     classes = CLASSES[route]
+    if isinstance(body, dict) and body.get("found") is False:
+        if body.get("label") is not None or body.get("top_k") != [] or not body.get("reason"):
+            raise BadAnswer("found: false needs label null, top_k [] and a reason")
+        return None
     try:
         label, index, confidence, entries = body["label"], body["index"], body["confidence"], body["top_k"]
         model = body["model"]

@@ -113,6 +113,11 @@ def test_answer_checks():
     unnormalised = _answer(p * 0.5, top_k=10)
     with pytest.raises(BadAnswer, match="sum to"):
         check_prediction(unnormalised, "mnist", 10)
+    nothing = {"found": False, "unsure": True, "label": None, "index": None, "confidence": None, "top_k": [],
+               "reason": "the image is blank", "model": "m:1"}
+    assert check_prediction(nothing, "mnist", 3) is None
+    with pytest.raises(BadAnswer, match="found: false"):
+        check_prediction({**nothing, "top_k": [{"label": "1", "probability": 1.0}]}, "mnist", 3)
 
 
 # ---- summary, SLO, /metrics, profile -----------------------------------------------------------
