@@ -5,8 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?=
 export DATA_DIR
+# BentoML's usage tracking is off; BENTOML_DO_NOT_TRACK=false make serve turns it back on
+BENTOML_DO_NOT_TRACK ?= true
+export BENTOML_DO_NOT_TRACK
 
-.PHONY: setup train train-missing serve test bench-train bench-uploads bento clean loadtest soak bench
+.PHONY: setup train train-missing serve test bench-train bench-uploads bench-hostile bento clean loadtest soak bench
 
 setup: $(STAMP)
 
@@ -33,6 +36,10 @@ bench-train: setup  ## train both models with the defaults and write reports/ben
 
 bench-uploads: train-missing  ## accuracy on raw test images vs the same images dressed as real uploads
 	$(PY) -m bench.uploads
+
+BEFORE ?=
+bench-hostile: train-missing  ## hostile clients vs the service (BEFORE=dir: also the old code); writes reports/bench/hostile.md
+	$(PY) -m bench.hostile $(if $(BEFORE),--before $(BEFORE))
 
 bento: train-missing  ## build the Bento
 	$(VENV)/bin/bentoml build

@@ -34,6 +34,8 @@ from tools.servers import REPO, Server, http_get
 
 ISSUE_ATTACKS = ("RLE BMP", "GIF, 1x1 frame on a 6000x6000", "progressive JPEG", "predict_batch of 16")
 ANSWER_GOAL_S = 2.0
+#: Legitimate files at the decode limits are real work: four at once share the machine's cores.
+COSTLY_GOAL_S = 3.0
 GOOD_GOAL_S = 1.0
 
 
@@ -124,8 +126,12 @@ class Outcome:
         return max((seconds for _, seconds, _ in self.good), default=0.0)
 
     @property
+    def goal_s(self) -> float:
+        return COSTLY_GOAL_S if self.attack.kind == "costly" else ANSWER_GOAL_S
+
+    @property
     def passed(self) -> bool:
-        return (self.answered and self.slowest <= ANSWER_GOAL_S and self.good_errors == 0
+        return (self.answered and self.slowest <= self.goal_s and self.good_errors == 0
                 and self.good_max <= GOOD_GOAL_S)
 
 
@@ -192,7 +198,11 @@ def measure(url: str, server: Server, attacks: list[Attack], copies: int, slowlo
 
 def _start(cwd: Path, log: Path, env: dict) -> Server:
     print(f"starting bentoml serve in {cwd} ...", flush=True)
-    return Server(env={"WORKERS": "2", **env}, cwd=cwd, log=log).wait_ready()
+    server = Server(env={"WORKERS": "2", **env}, cwd=cwd, log=log).wait_ready()
+    deadline = time.monotonic() + 180
+    while server.log().count("Service digits_and_signs initialized") < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)  # both workers up, not just the first
+    return server
 
 
 def _stats(good: list) -> str:
@@ -241,7 +251,8 @@ def _report(runs: dict[str, dict], plot: Path, command: str) -> tuple[str, bool]
     current = runs["after"]
     lines = ["# Hostile clients", "", f"Command: `{command}`. Each attack sent 4 times at once while 4 clients "
              "sent 8 good uploads a second each; goal per attack: every copy gets an expected answer within "
-             f"{ANSWER_GOAL_S:g} s, and good requests sent meanwhile get 200 within {GOOD_GOAL_S:g} s.", ""]
+             f"{ANSWER_GOAL_S:g} s ({COSTLY_GOAL_S:g} s for the legitimate but costly files, kind `costly`: real "
+             f"decodes at the limits), and good requests sent meanwhile get 200 within {GOOD_GOAL_S:g} s.", ""]
     if "before" in runs:
         lines += ["## The issue's four costly files, before and after", "",
                   "Freeze: the slowest good request started while the attack ran (4 copies at once).", "",

@@ -212,16 +212,18 @@ def _price(img: ImageFile.ImageFile, data: bytes, max_pixels: int, max_jpeg_pixe
 
 
 def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  max_jpeg_pixels: int = DEFAULT_MAX_JPEG_PIXELS) -> Declared:
+                  max_jpeg_pixels: int = DEFAULT_MAX_JPEG_PIXELS, header_bytes: int | None = None) -> Declared:
     """Read an upload's header (no pixel data) and price its decode.
 
     Raises ImageError (400) when it is not an image we read, ImageTooLarge (413) when the decode
     would be over the limits (module docstring). Parsing a header runs Pillow's Python code over
-    the header bytes, so its cost grows with the file's size (~0.7 ms per KiB of pathological
-    header here): parse large files off the event loop too.
+    the header bytes, so its cost grows with the header's size (~0.7 ms per KiB of pathological
+    header here); ``header_bytes`` bounds it: only that many bytes are parsed, and a header that
+    does not end within them is an ImageError like any unreadable file.
     """
     data = _check_bytes(data)
-    with _open(data, max_pixels) as img:
+    head = data[:header_bytes] if header_bytes else data
+    with _open(head, max_pixels) as img:
         return _price(img, data, max_pixels, max_jpeg_pixels, WORK_MAX_SIDE)
 
 

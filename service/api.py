@@ -57,8 +57,9 @@ class ErrorBody(BaseModel):
 
 ERRORS = {
     400: {"model": ErrorBody, "description": "not a decodable image, missing or misnamed field, bad top_k"},
-    413: {"model": ErrorBody, "description": "request body or image larger than the limits"},
     408: {"model": ErrorBody, "description": "the request body stalled or came too slowly"},
+    413: {"model": ErrorBody, "description": "request body larger than the limit, or an image that would cost "
+          "more than the limits to decode (from its header)"},
     503: {"model": ErrorBody, "description": "overloaded: the request could not be served within "
           "the batching latency budget, or every decoder is busy; retry (Retry-After)"},
     "4XX": {"model": ErrorBody, "description": "every client error has this shape (never 422)"},
@@ -173,8 +174,8 @@ async def _vector(data: bytes, preprocessing: str, decoder: UploadDecoder, name:
 
 
 def _batch_budget(uploads: list[tuple[str, bytes]], decoder: UploadDecoder) -> list[int]:
-    """``[decode work left]`` for a batch, after a first pass over the small uploads' headers: a
-    batch over the limit is refused before any image of it is decoded."""
+    """``[decode work left]`` for a batch, after a first pass over its uploads' headers: a batch
+    over the limit is refused before any image of it is decoded."""
     try:
         decoder.price_batch([data for _, data in uploads])
     except BatchTooCostly as exc:

@@ -2,15 +2,16 @@
 decoder processes, bounded in number, queue, time and memory.
 
 A decode costs what the image's header declares, not what the file weighs (``preprocessing.decode``
-prices it in *work*). :class:`UploadDecoder` (one per worker) reads the header of a small upload on
-the event loop and, when its work is small too, decodes and preprocesses it there (a few ms). Every
-other upload goes to one of ``DECODE_PROCESSES`` child processes (``python -m service.decoding``):
+prices it in *work*). :class:`UploadDecoder` (one per worker) reads an upload's header on the event
+loop -- only its first ``INLINE_DECODE_BYTES``, so the parse is bounded -- and when the upload is
+small and its work too, decodes and preprocesses it there (a few ms). Every other upload goes to
+one of ``DECODE_PROCESSES`` child processes (``python -m service.decoding``):
 
 * the event loop stays free (Pillow's header parsers and its BMP RLE decoder are Python code that
   holds the GIL; in a thread they cut the loop's throughput ~5x);
 * at most ``DECODE_QUEUE`` uploads wait for a process, each at most ``DECODE_TIMEOUT_MS``; beyond
   that the request is shed with 503 (:class:`DecodeBusy`), never queued without bound;
-* heavy decodes (over :data:`LIGHT_WORK`, or of a file too large to read its header on the loop)
+* heavy decodes (over :data:`LIGHT_WORK`, or with a header past the first ``INLINE_DECODE_BYTES``)
   may take all processes but one, so a burst of them never stops the light ones;
 * a decode running past ``DECODE_TIMEOUT_MS`` is killed with its process (413), whatever made it
   slow; a process that dies on an upload is replaced (400);
@@ -125,25 +126,37 @@ class UploadDecoder:
         Raises ImageError / ImageTooLarge for bad uploads, :class:`DecodeBusy` when overloaded.
         """
         limits = self.limits
-        work = None
-        if len(data) <= limits.inline_bytes:
-            work = inspect_image(data, **limits.image).work  # a small header: cheap to parse here
+        work = self._work(data)
+        if work is not None:
             if error := _over_budget(work, budget, self.batch_limit):
                 raise error
-            if work <= limits.inline_work:
+            if work <= limits.inline_work and len(data) <= limits.inline_bytes:
                 return prepare_upload(data, preprocessing, **limits.image), work
         return await self._in_child(data, preprocessing, budget, heavy=work is None or work > LIGHT_WORK)
 
+    def _work(self, data: bytes) -> int | None:
+        """The upload's decode work from a header within its first ``inline_bytes`` (a bounded parse,
+        cheap enough for the event loop); None when the header goes on past them (the decoder
+        process will tell). Raises ImageError / ImageTooLarge when the header says so."""
+        try:
+            return inspect_image(data, **self.limits.image, header_bytes=self.limits.inline_bytes).work
+        except ImageTooLarge:
+            raise
+        except ImageError:
+            if len(data) <= self.limits.inline_bytes:
+                raise  # the whole file was read: it is not an image
+            return None
+
     def price_batch(self, uploads: list[bytes]) -> None:
-        """Check a batch's decode work from the headers of its small uploads (cheap to parse here),
-        before any of it is decoded; raises :class:`BatchTooCostly`. Large uploads are checked
-        as they are decoded (``prepare``'s ``budget``)."""
+        """Check a batch's decode work from its uploads' headers (those within their first
+        ``inline_bytes``) before any of it is decoded; raises :class:`BatchTooCostly`. The others
+        are checked as they are decoded (``prepare``'s ``budget``)."""
         total = 0
         for index, data in enumerate(uploads):
-            if len(data) > self.limits.inline_bytes:
-                continue
             try:
-                work = inspect_image(data, **self.limits.image).work
+                work = self._work(data)
+                if work is None:
+                    continue
                 if error := _over_budget(work, self.batch_limit - total, self.batch_limit):
                     raise error
             except ImageError as exc:

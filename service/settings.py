@@ -36,8 +36,9 @@ class Settings:
     xla: bool = _env("XLA", True,
                      "TensorFlow backend: the forward pass compiled with XLA; `off`: Keras' predict_on_batch")
     inline_decode_bytes: int = _env("INLINE_DECODE_BYTES", 64 * 1024,
-                                    "uploads up to this size whose decode work is at most INLINE_DECODE_PIXELS "
-                                    "are decoded on the event loop; every other upload in a decoder process")
+                                    "an upload's header is read from its first this many bytes on the event loop; "
+                                    "uploads up to this size whose decode work is at most INLINE_DECODE_PIXELS are "
+                                    "decoded there, every other upload in a decoder process")
     inline_decode_pixels: int = _env("INLINE_DECODE_PIXELS", 250_000,
                                      "decode work (grey pixels) up to which a small upload is decoded on the event loop")
     decode_processes: int = _env("DECODE_PROCESSES", 2, "decoder processes per worker (costly uploads)")

@@ -273,7 +273,9 @@ class Attack:
     """One hostile request and the answers the service may give it."""
 
     name: str
-    kind: str  #: "file" (a costly or broken upload), "http" (the request itself), "json" (vector API)
+    #: "file" (a bomb or a broken upload), "costly" (legitimate but costly: answered 200 within
+    #: the limits), "http" (the request itself), "json" (the vector APIs)
+    kind: str
     expect: frozenset[int]
     send: Callable[[str], Result]
     note: str = ""
@@ -310,7 +312,7 @@ def corpus(max_body_bytes: int = 10 * 1024 * 1024, max_image_pixels: int = 40_00
     files = [
         Attack("RLE BMP, 25 KiB declaring 40 MP", "file", frozenset({too_big}),
                _upload("/mnist/predict", rle_bmp_bomb(), "bomb.bmp")),
-        Attack("GIF, 1x1 frame on a 6000x6000 screen", "file", within(36_000_000),
+        Attack("GIF, 1x1 frame on a 6000x6000 screen", "costly", within(36_000_000),
                _upload("/mnist/predict", gif_screen_bomb(), "screen.gif"),
                "priced by its screen (36 MP of grey: within the limit, cheap once reduced)"),
         Attack("GIF, 1x1 frame on a 65535x65535 screen", "file", frozenset({too_big}),
@@ -322,25 +324,25 @@ def corpus(max_body_bytes: int = 10 * 1024 * 1024, max_image_pixels: int = 40_00
                "the request's images together are over 4x the decode limit"),
         Attack("PNG bomb, 36 MP RGBA of zeros", "file", frozenset({too_big}),
                _upload("/mnist/predict", png_bomb(6000, 6000, 6), "bomb.png")),
-        Attack("PNG bomb, 36 MP grey of zeros", "file", within(36_000_000),
+        Attack("PNG bomb, 36 MP grey of zeros", "costly", within(36_000_000),
                _upload("/mnist/predict", png_bomb(6000, 6000, 0), "bomb.png"),
                "within the limit: decoded (in a decoder process) and reduced"),
         Attack("PNG header declaring 100000x100000", "file", frozenset({too_big}),
                _upload("/mnist/predict", png_header_only(100_000, 100_000), "huge.png")),
-        Attack("TIFF bomb, 36 MP deflate", "file", within(36_000_000),
+        Attack("TIFF bomb, 36 MP deflate", "costly", within(36_000_000),
                _upload("/asl/predict", tiff_bomb(), "bomb.tif")),
-        Attack("PNG with 21 000 empty chunks", "file", frozenset({200}),
+        Attack("PNG with 21 000 empty chunks", "costly", frozenset({200}),
                _upload("/mnist/predict", png_chunk_flood(), "chunks.png")),
-        Attack("JPEG with 65 000 comment segments", "file", frozenset({200}),
+        Attack("JPEG with 65 000 comment segments", "costly", frozenset({200}),
                _upload("/mnist/predict", jpeg_marker_flood(), "comments.jpg")),
-        Attack("GIF with 131 000 comment sub-blocks", "file", frozenset({200}),
+        Attack("GIF with 131 000 comment sub-blocks", "costly", frozenset({200}),
                _upload("/mnist/predict", gif_comment_flood(), "comments.gif")),
         Attack("truncated PNG", "file", frozenset({400}), _upload("/mnist/predict", truncated(good), "cut.png")),
         Attack("truncated JPEG", "file", frozenset({400}),
                _upload("/mnist/predict", truncated(good_digit(fmt="JPEG"), 0.3), "cut.jpg")),
         Attack("random bytes", "file", frozenset({400}),
                _upload("/mnist/predict", bytes(random.Random(0).randbytes(4096)), "noise.png")),
-        Attack("constant float TIFF", "file", frozenset({200}),
+        Attack("constant float TIFF", "costly", frozenset({200}),
                _upload("/mnist/predict", constant_float_tiff(), "flat.tif")),
     ]
     http = [
