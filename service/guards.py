@@ -3,6 +3,8 @@ included (registered with ``Service.add_asgi_middleware``), the request metrics 
 
 :class:`Guard`, per request:
 
+* refuses a head over :data:`MAX_HEADER_BYTES` (431) or a path and query over
+  :data:`MAX_TARGET_BYTES` (414);
 * reads the whole body before any route sees it: over ``max_body_bytes`` (declared or streamed) is
   413; a gap of more than ``body_timeout_s`` between two chunks, or a body slower than
   :data:`MIN_BODY_RATE` after its first ``body_timeout_s``, is 408 -- slow and lying clients
@@ -38,6 +40,9 @@ logger = logging.getLogger("bentoml.digits_and_signs")
 
 #: Slowest body accepted after its first ``body_timeout_s``, in bytes per second.
 MIN_BODY_RATE = 16 * 1024
+#: Largest request head: the headers together (431 beyond), and the path with its query (414).
+MAX_HEADER_BYTES = 16 * 1024
+MAX_TARGET_BYTES = 8 * 1024
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _MAX_ERROR_TEXT = 300
 
@@ -148,7 +153,7 @@ def route_template(scope: Mapping[str, Any]) -> str:
     return path or "/"
 
 
-class _BodyProblem(Exception):
+class _BodyProblem(Exception):  # the request's head or body: answered here
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
@@ -199,6 +204,7 @@ class Guard:
                 await send(message)
 
         try:
+            self._check_head(scope)
             body = await self._read_body(scope, receive)
             if body is not None:
                 self._check_json(scope, body)
@@ -220,7 +226,16 @@ class Guard:
                     route = scope["path"]  # answered here, before routing
                 self.metrics.finished(route, scope["method"], state["status"] or 500, time.perf_counter() - start)
 
-    # ---- the body
+    # ---- the head and the body
+
+    @staticmethod
+    def _check_head(scope) -> None:
+        """uvicorn limits a head only while it is incomplete (16 KiB): one sent at once may be larger."""
+        target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        if target > MAX_TARGET_BYTES:
+            raise _BodyProblem(414, f"the request's path and query are longer than {MAX_TARGET_BYTES} bytes")
+        if sum(len(k) + len(v) + 4 for k, v in scope.get("headers") or []) > MAX_HEADER_BYTES:
+            raise _BodyProblem(431, f"the request's headers are larger than {MAX_HEADER_BYTES // 1024} KiB in all")
 
     async def _read_body(self, scope, receive) -> bytes | None:
         """The whole request body, within the size and time limits; None for a request without one."""

@@ -250,6 +250,13 @@ def test_guard_limits_the_body_declared_or_streamed():
     assert _call(guard, headers=chunked, chunks=[(b"x" * 600, 0), (b"x" * 600, 0)])[0] == 413
 
 
+def test_guard_bounds_the_request_head():
+    guard = _guarded()
+    assert _call(guard, method="GET", path="/nowhere", headers=[("x-a", "a" * 8000)])[0] == 404
+    assert _call(guard, method="GET", path="/nowhere", headers=[("x-a", "a" * 20_000)])[0] == 431
+    assert _call(guard, method="GET", path="/" + "a" * 9000)[0] == 414
+
+
 def test_guard_answers_stalled_and_slow_bodies_408_quickly():
     guard = _guarded()
     # a Content-Length larger than the body sent: the rest never comes
