@@ -5,8 +5,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?=
 export DATA_DIR
+# BentoML's usage tracking is off; BENTOML_DO_NOT_TRACK=false make serve turns it back on
+BENTOML_DO_NOT_TRACK ?= true
+export BENTOML_DO_NOT_TRACK
 
+<<<<<<< HEAD
 .PHONY: setup train train-missing serve test bench-train bench-uploads bench-ood bento clean loadtest soak bench
+=======
+.PHONY: setup train train-missing serve test bench-train bench-uploads bench-hostile bento clean loadtest soak bench
+>>>>>>> issue12
 
 setup: $(STAMP)
 
@@ -34,8 +41,14 @@ bench-train: setup  ## train both models with the defaults and write reports/ben
 bench-uploads: train-missing  ## accuracy on raw test images vs the same images dressed as real uploads
 	$(PY) -m bench.uploads
 
+<<<<<<< HEAD
 bench-ood: train-missing  ## non-digits / non-signs vs real test images: share answered unsure or found false; writes reports/bench/ood.md
 	$(PY) -m bench.ood
+=======
+BEFORE ?=
+bench-hostile: train-missing  ## hostile clients vs the service (BEFORE=dir: also the old code); writes reports/bench/hostile.md
+	$(PY) -m bench.hostile $(if $(BEFORE),--before $(BEFORE))
+>>>>>>> issue12
 
 bento: train-missing  ## build the Bento
 	$(VENV)/bin/bentoml build

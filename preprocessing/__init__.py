@@ -20,10 +20,13 @@ from PIL import Image
 
 from preprocessing.decode import (
     ACCEPTED_FORMATS,
+    DEFAULT_MAX_JPEG_PIXELS,
     DEFAULT_MAX_PIXELS,
+    Declared,
     ImageError,
     ImageTooLarge,
     decode_image,
+    inspect_image,
     to_grayscale,
 )
 from preprocessing.digits import prepare_digit
@@ -34,8 +37,8 @@ MNIST_DIGIT = "mnist_digit"
 ASL_SIGN = "asl_sign"
 
 __all__ = [
-    "ACCEPTED_FORMATS", "ASL_SIGN", "DEFAULT_MAX_PIXELS", "IMAGE_SIDE", "MNIST_DIGIT", "PREPROCESSORS",
-    "VECTOR_LENGTH", "ImageError", "ImageTooLarge", "Prepared", "decode_image", "image_to_vector", "prepare_upload",
+    "ACCEPTED_FORMATS", "ASL_SIGN", "DEFAULT_MAX_JPEG_PIXELS", "DEFAULT_MAX_PIXELS", "Declared", "IMAGE_SIDE", "MNIST_DIGIT", "PREPROCESSORS",
+    "VECTOR_LENGTH", "ImageError", "ImageTooLarge", "Prepared", "decode_image", "image_to_vector", "inspect_image", "prepare_upload",
     "pixels_to_model_input", "prepare_digit", "prepare_sign", "to_grayscale",
 ]
 
@@ -59,7 +62,8 @@ class Prepared:
     reason: str | None = None
 
 
-def prepare_upload(data: bytes, preprocessing: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+def prepare_upload(data: bytes, preprocessing: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   max_jpeg_pixels: int = DEFAULT_MAX_JPEG_PIXELS) -> Prepared:
     """Decode an upload and preprocess it for a model (``preprocessing``: the id in its metadata).
 
     An unknown id is a programming error (ValueError), checked before decoding. Raises
@@ -71,13 +75,13 @@ def prepare_upload(data: bytes, preprocessing: str, *, max_pixels: int = DEFAULT
         raise ValueError(
             f"unknown preprocessing {preprocessing!r}; known: {sorted(PREPROCESSORS)}"
         ) from None
-    image = decode_image(data, max_pixels=max_pixels)
+    image = decode_image(data, max_pixels=max_pixels, max_jpeg_pixels=max_jpeg_pixels)
     vector = prepare(image).reshape(VECTOR_LENGTH).astype(np.float32, copy=False)
     if not vector.any():
         return Prepared(vector, False, "the image is blank: no ink or shape to classify")
     return Prepared(vector)
 
 
-def image_to_vector(data: bytes, preprocessing: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def image_to_vector(data: bytes, preprocessing: str, **limits: int) -> np.ndarray:
     """Decode an upload and preprocess it for a model -> float32 (784,) in 0..1 (see ``prepare_upload``)."""
-    return prepare_upload(data, preprocessing, max_pixels=max_pixels).vector
+    return prepare_upload(data, preprocessing, **limits).vector

@@ -14,15 +14,15 @@ from typing import Annotated, Any, Sequence
 import bentoml
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from catalog import FAMILIES, Family
-from preprocessing import ImageError, Prepared, prepare_upload
+from preprocessing import ImageError, Prepared
 from service.answers import answer, not_found
+from service.decoding import BatchTooCostly, DecodeBusy, DecodeLimits, UploadDecoder
 from service.served import Overloaded, ServedModel
 from service.settings import Settings
 from service.web_ui import mount_ui
@@ -72,9 +72,11 @@ class ErrorBody(BaseModel):
 
 ERRORS = {
     400: {"model": ErrorBody, "description": "not a decodable image, missing or misnamed field, bad top_k"},
-    413: {"model": ErrorBody, "description": "request body or image larger than the limits"},
+    408: {"model": ErrorBody, "description": "the request body stalled or came too slowly"},
+    413: {"model": ErrorBody, "description": "request body larger than the limit, or an image that would cost "
+          "more than the limits to decode (from its header)"},
     503: {"model": ErrorBody, "description": "overloaded: the request could not be served within "
-          "the batching latency budget; retry (Retry-After)"},
+          "the batching latency budget, or every decoder is busy; retry (Retry-After)"},
     "4XX": {"model": ErrorBody, "description": "every client error has this shape (never 422)"},
 }
 
@@ -109,8 +111,13 @@ ReturnInputField = Annotated[bool, Form(description="also return the preprocesse
                                                     "(input_image)")]
 
 
-def create_app(settings: Settings, families: Sequence[Family] = FAMILIES) -> FastAPI:
-    """The FastAPI app of the upload routes, the web page and the API reference page."""
+def create_app(settings: Settings, families: Sequence[Family] = FAMILIES,
+               decoder: UploadDecoder | None = None) -> FastAPI:
+    """The FastAPI app of the upload routes, the web page and the API reference page.
+
+    ``decoder``: the worker's upload decoding (service/decoding.py); the body limit and the other
+    guards of every route are service/guards.py's, registered on the BentoML service."""
+    decoder = decoder or UploadDecoder(DecodeLimits.from_settings(settings))
     app = FastAPI(
         title="Digits and signs",
         description="Dense MNIST digit and ASL letter classifiers from the course 'How a Neural Network Trains'.",
@@ -120,8 +127,7 @@ def create_app(settings: Settings, families: Sequence[Family] = FAMILIES) -> Fas
     )
     _add_error_handlers(app)
     for family in families:
-        _add_family_routes(app, family, settings)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+        _add_family_routes(app, family, settings, decoder)
     mount_ui(app)
     return app
 
@@ -157,7 +163,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if exc.status_code == 400 and "parsing the body" in message:
             message = "the request body is not valid multipart/form-data"
-        return error_response(exc.status_code, message)
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = f"method {request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+        response = error_response(exc.status_code, message)
+        response.headers.update(exc.headers or {})  # 405's Allow
+        return response
 
 
 async def _forward(served: ServedModel, rows: np.ndarray) -> np.ndarray:
@@ -172,17 +183,32 @@ def _check_top_k(top_k: int, num_classes: int) -> None:
         raise ClientError(400, f"top_k must be between 1 and {num_classes} for this model, got {top_k}")
 
 
-async def _vector(data: bytes, preprocessing: str, settings: Settings, name: str | None = None) -> Prepared:
+async def _vector(data: bytes, preprocessing: str, decoder: UploadDecoder, name: str | None = None,
+                  budget: list[int] | None = None) -> Prepared:
+    """The upload made ready for the model; ``budget``: ``[decode work the request may still spend]`` (batches)."""
     try:
-        if len(data) <= settings.inline_decode_bytes:
-            return prepare_upload(data, preprocessing, max_pixels=settings.max_image_pixels)
-        return await run_in_threadpool(prepare_upload, data, preprocessing, max_pixels=settings.max_image_pixels)
+        prepared, work = await decoder.prepare(data, preprocessing, budget[0] if budget else None)
     except ImageError as exc:
         where = f"{name}: " if name else ""
         raise ClientError(exc.status_code, f"{where}{exc}") from None
+    except DecodeBusy:
+        raise ClientError(503, "every image decoder is busy right now; retry in a moment") from None
+    if budget:
+        budget[0] -= work
+    return prepared
 
 
-def _add_family_routes(app: FastAPI, family: Family, settings: Settings) -> None:
+def _batch_budget(uploads: list[tuple[str, bytes]], decoder: UploadDecoder) -> list[int]:
+    """``[decode work left]`` for a batch, after a first pass over its uploads' headers: a batch
+    over the limit is refused before any image of it is decoded."""
+    try:
+        decoder.price_batch([data for _, data in uploads])
+    except BatchTooCostly as exc:
+        raise ClientError(exc.error.status_code, f"{uploads[exc.index][0]}: {exc.error}") from None
+    return [decoder.batch_limit]
+
+
+def _add_family_routes(app: FastAPI, family: Family, settings: Settings, decoder: UploadDecoder) -> None:
     """POST /<route>/predict and /<route>/predict_batch for one family."""
     route, what = family.route, family.classifies
 
@@ -194,7 +220,7 @@ def _add_family_routes(app: FastAPI, family: Family, settings: Settings) -> None
                       return_input: ReturnInputField = False) -> JSONResponse:
         served: ServedModel = service.served[route]
         _check_top_k(top_k, len(served.class_names))
-        prepared = await _vector(await image.read(), served.preprocessing, settings)
+        prepared = await _vector(await image.read(), served.preprocessing, decoder)
         if not prepared.found:  # nothing to classify: no forward pass
             return JSONResponse(not_found(prepared.reason, served.tag, prepared.vector if return_input else None))
         probabilities = await _forward(served, prepared.vector[None])
@@ -213,11 +239,10 @@ def _add_family_routes(app: FastAPI, family: Family, settings: Settings) -> None
         _check_top_k(top_k, len(served.class_names))
         if not 1 <= len(images) <= settings.max_batch_files:
             raise ClientError(400, f"send 1 to {settings.max_batch_files} images, got {len(images)}")
-        uploads = [
-            await _vector(await upload.read(), served.preprocessing, settings,
-                          f"image {i} ({upload.filename or 'unnamed'})")
-            for i, upload in enumerate(images, start=1)
-        ]
+        named = [(f"image {i} ({upload.filename or 'unnamed'})", await upload.read())
+                 for i, upload in enumerate(images, start=1)]
+        budget = _batch_budget(named, decoder)
+        uploads = [await _vector(data, served.preprocessing, decoder, name, budget) for name, data in named]
         # one forward pass for the images with something in them; the others answer found: false
         found = [i for i, prepared in enumerate(uploads) if prepared.found]
         probabilities = {}
@@ -233,42 +258,3 @@ def _add_family_routes(app: FastAPI, family: Family, settings: Settings) -> None
             else:
                 predictions.append(not_found(prepared.reason, served.tag, shown))
         return JSONResponse({"model": served.tag, "predictions": predictions})
-
-
-class BodySizeLimit:
-    """ASGI middleware: 413 for a request body over ``max_bytes``, declared or streamed."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _too_large(self) -> JSONResponse:
-        limit = self.max_bytes / (1024 * 1024)
-        return error_response(413, f"the request body is larger than the limit of {limit:g} MiB")
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._too_large()(scope, receive, send)
-        state = {"received": 0, "over": False, "replaced": False}
-
-        async def counting_receive():
-            message = await receive()
-            if message["type"] == "http.request":
-                state["received"] += len(message.get("body", b""))
-                if state["received"] > self.max_bytes:
-                    state["over"] = True
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message):
-            if state["over"]:  # the app failed to read the body: answer 413 instead of its error
-                if not state["replaced"]:
-                    state["replaced"] = True
-                    await self._too_large()(scope, receive, send)
-                return
-            await send(message)
-
-        await self.app(scope, counting_receive, guarded_send)

@@ -2,7 +2,9 @@
 
 One service; each of its worker processes holds every model of the catalog and does the whole
 request: decode and preprocess the upload, queue the vector for the model's next batched forward
-pass (service/batching.py), answer. The HTTP routes are the FastAPI app of service/api.py.
+pass (service/batching.py), answer. The HTTP routes are the FastAPI app of service/api.py; costly
+uploads are decoded in the worker's decoder processes (service/decoding.py); every route, BentoML's
+own included, is behind service/guards.py's middleware, and SIGTERM drains before the worker exits.
 
 Importing this module reads the settings and declares the service; it loads nothing. The models
 are resolved, loaded and compiled when a worker creates the service instance.
@@ -10,9 +12,11 @@ are resolved, loaded and compiled when a worker creates the service instance.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from typing import Annotated
+import resource
+from typing import Annotated, Any
 
 import bentoml
 import numpy as np
@@ -23,13 +27,20 @@ from catalog import FAMILIES, Family
 from preprocessing import VECTOR_LENGTH
 from service import runtime
 from service.api import create_app
+from service.decoding import DecodeLimits, UploadDecoder
+from service.guards import Drain, Guard, RequestMetrics, add_metrics_route
 from service.model_store import StoredModel, reference
 from service.served import ServedModel
 from service.settings import Settings
+from service.web_ui import add_openapi_route
 
 logger = logging.getLogger("bentoml.digits_and_signs")
 
 SETTINGS = Settings.from_env()
+# One of each per worker process (each imports this module).
+DECODER = UploadDecoder(DecodeLimits.from_settings(SETTINGS))
+DRAIN = Drain(SETTINGS.drain_seconds)
+METRICS = RequestMetrics()
 
 
 def _finite_pixels(pixels: np.ndarray) -> np.ndarray:
@@ -40,6 +51,32 @@ def _finite_pixels(pixels: np.ndarray) -> np.ndarray:
 
 # A batch of flattened 28x28 images, 0-1 floats: what the upload routes make of an image.
 Pixels = Annotated[np.ndarray, Shape((-1, VECTOR_LENGTH)), DType("float32"), AfterValidator(_finite_pixels)]
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def pixels_problem(body: Any) -> str | None:
+    """What is wrong with a ``/<route>_probabilities`` JSON body, in words (None: nothing); checked
+    by the Guard before BentoML parses it, whose own parsing answers 500 to some of these."""
+    usage = f'the body must be {{"pixels": [[{VECTOR_LENGTH} numbers 0-1], ...]}}'
+    if not isinstance(body, dict) or "pixels" not in body:
+        return usage
+    rows = body["pixels"]
+    if not isinstance(rows, list) or not rows:
+        return f"pixels must be a non-empty list of rows; {usage}"
+    if len(rows) > SETTINGS.max_batch_size:
+        return f"send at most {SETTINGS.max_batch_size} rows per request (MAX_BATCH_SIZE), got {len(rows)}"
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != VECTOR_LENGTH:
+            return f"pixels row {i} must be a list of {VECTOR_LENGTH} numbers"
+    try:
+        values = np.asarray(rows)
+    except (TypeError, ValueError, OverflowError):
+        values = None
+    if values is None or values.dtype.kind not in "iuf":  # strings, objects, integers past 64 bits
+        return "pixels must be numbers (0 = black, 1 = white)"
+    if not (np.abs(values.astype(np.float64)) <= _FLOAT32_MAX).all():  # also NaN and infinity
+        return "pixels must be finite numbers within float32 range (0 = black, 1 = white)"
+    return None
 
 
 class DigitsAndSigns:
@@ -48,6 +85,9 @@ class DigitsAndSigns:
     probabilities, like every answer)."""
 
     def __init__(self) -> None:
+        DRAIN.install()  # SIGTERM: /readyz 503 for DRAIN_SECONDS, then uvicorn's graceful shutdown
+        asyncio.ensure_future(DECODER.start())
+        _raise_open_files_limit()
         backend = runtime.configure(SETTINGS)
         from prometheus_client import Histogram  # in the worker, after BentoML set up its metrics
 
@@ -65,6 +105,22 @@ class DigitsAndSigns:
         # the collector skips them; what requests allocate is still collected.
         gc.collect()
         gc.freeze()
+
+    def __is_ready__(self) -> bool:
+        """BentoML's readiness hook (/readyz): not ready while draining before shutdown."""
+        return not DRAIN.draining
+
+    @bentoml.on_shutdown
+    async def _stop_decoders(self) -> None:
+        await DECODER.aclose()
+
+
+def _raise_open_files_limit() -> None:
+    """Open-file limit to its hard maximum: each idle or slow connection holds a descriptor, and
+    uvicorn bounds neither their number nor the time a client may take to send its headers."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _model_attribute(family: Family) -> str:
@@ -95,10 +151,19 @@ for _family in FAMILIES:
     setattr(DigitsAndSigns, _model_attribute(_family), reference(_family))
     setattr(DigitsAndSigns, f"{_family.route}_probabilities", _probabilities_api(_family))
 
+APP = create_app(SETTINGS, decoder=DECODER)
+add_metrics_route(APP)
+add_openapi_route(APP, lambda: DigitsAndSigns.openapi_spec.asdict())
 DigitsAndSigns = bentoml.service(
     name="digits_and_signs",
     resources={"gpu": 1},
     workers=SETTINGS.workers,
     traffic={"timeout": 30},
     **SETTINGS.bentoml_config(),
-)(bentoml.asgi_app(create_app(SETTINGS), path="/")(DigitsAndSigns))
+)(bentoml.asgi_app(APP, path="/")(DigitsAndSigns))
+# On every route, BentoML's own included: body limit and timeouts, JSON errors, metrics, drain.
+DigitsAndSigns.add_asgi_middleware(
+    Guard, max_body_bytes=SETTINGS.max_body_bytes, body_timeout_s=SETTINGS.body_timeout_ms / 1000,
+    json_checks={f"/{family.route}_probabilities": pixels_problem for family in FAMILIES},
+    max_json_bytes=SETTINGS.max_batch_size * VECTOR_LENGTH * 32,  # 32 characters a number at most
+    metrics=METRICS, drain=DRAIN)

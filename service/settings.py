@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, fields
 from typing import Mapping
 
 
-def _env(name: str, default, help: str):
-    return field(default=default, metadata={"env": name, "help": help})
+def _env(name: str, default, help: str, minimum: int = 1):
+    return field(default=default, metadata={"env": name, "help": help, "minimum": minimum})
 
 
 _ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
@@ -24,15 +24,34 @@ class Settings:
 
     max_body_bytes: int = _env("MAX_BODY_BYTES", 10 * 1024 * 1024, "largest request body, in bytes")
     max_image_pixels: int = _env("MAX_IMAGE_PIXELS", 40_000_000,
-                                 "largest image, width × height, checked from its header")
+                                 "largest decode, in pixels of 8-bit grey (colour counts 3 bytes a pixel, "
+                                 "with alpha 4), priced from the header before decoding")
+    max_jpeg_pixels: int = _env("MAX_JPEG_PIXELS", 120_000_000,
+                                "largest JPEG, width × height (JPEGs are decoded reduced, so phone photos "
+                                "of 48-108 megapixels cost a few megapixels)")
     max_batch_size: int = _env("MAX_BATCH_SIZE", 128, "most rows (images) in one forward pass")
     max_latency_ms: int = _env("MAX_LATENCY_MS", 1000,
                                "a request that waited longer for its forward pass is shed with 503")
     batching: bool = _env("BATCHING", True, "`off`: every request gets its own forward pass (for comparison)")
     xla: bool = _env("XLA", True,
                      "TensorFlow backend: the forward pass compiled with XLA; `off`: Keras' predict_on_batch")
-    inline_decode_bytes: int = _env("INLINE_DECODE_BYTES", 256 * 1024,
-                                    "uploads up to this size are decoded on the event loop, larger ones in a thread")
+    inline_decode_bytes: int = _env("INLINE_DECODE_BYTES", 64 * 1024,
+                                    "an upload's header is read from its first this many bytes on the event loop; "
+                                    "uploads up to this size whose decode work is at most INLINE_DECODE_PIXELS are "
+                                    "decoded there, every other upload in a decoder process")
+    inline_decode_pixels: int = _env("INLINE_DECODE_PIXELS", 250_000,
+                                     "decode work (grey pixels) up to which a small upload is decoded on the event loop")
+    decode_processes: int = _env("DECODE_PROCESSES", 2, "decoder processes per worker (costly uploads)")
+    decode_queue: int = _env("DECODE_QUEUE", 8,
+                             "costly uploads that may wait for a decoder process, per worker; beyond: 503")
+    decode_timeout_ms: int = _env("DECODE_TIMEOUT_MS", 2000,
+                                  "longest wait for a decoder process (else 503) and longest decode (else 413)")
+    body_timeout_ms: int = _env("BODY_TIMEOUT_MS", 1000,
+                                "a request body with a gap longer than this, or slower than 16 KiB/s after it, "
+                                "is answered 408")
+    drain_seconds: int = _env("DRAIN_SECONDS", 5,
+                              "on SIGTERM, /readyz answers 503 and requests are still served for this long, "
+                              "then in-flight requests finish and the worker exits", minimum=0)
     access_log: bool = _env("ACCESS_LOG", False, "`on`: BentoML's access log line per request")
     tracing: bool = _env("TRACING", False, "`on`: BentoML's OpenTelemetry spans")
     workers: int | str = _env("WORKERS", "cpu_count",
@@ -55,7 +74,7 @@ class Settings:
             name = f.metadata.get("env")
             raw = (environ.get(name) or "").strip() if name else ""
             if raw:
-                values[f.name] = _parse(raw, f.default, name)
+                values[f.name] = _parse(raw, f.default, name, f.metadata.get("minimum", 1))
         return cls(**values)
 
     @property
@@ -65,8 +84,10 @@ class Settings:
         return powers + (self.max_batch_size,)
 
     def bentoml_config(self) -> dict:
-        """The ``@bentoml.service`` options these settings decide (access log, tracing)."""
-        config: dict = {}
+        """The ``@bentoml.service`` options these settings decide (access log, tracing), and BentoML's
+        request metrics off: they label requests by raw path (``/metrics`` grew without bound under
+        random paths); service/guards.py counts them by route instead."""
+        config: dict = {"metrics": {"enabled": False}}
         if not self.access_log:
             config["logging"] = {"access": {"enabled": False}}
         if not self.tracing:
@@ -74,7 +95,7 @@ class Settings:
         return config
 
 
-def _parse(raw: str, default, name: str):
+def _parse(raw: str, default, name: str, minimum: int = 1):
     if isinstance(default, bool):
         if raw.lower() in _ON:
             return True
@@ -95,6 +116,6 @@ def _parse(raw: str, default, name: str):
         value = int(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r}: expected a whole number") from None
-    if value < 1:
-        raise ValueError(f"{name}={raw!r}: expected a number of at least 1")
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r}: expected a number of at least {minimum}")
     return value

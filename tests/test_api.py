@@ -85,6 +85,15 @@ def test_a_busy_model_answers_503_with_retry_after():
     assert response.status_code == 503 and response.headers["Retry-After"] == "1" and "busy" in response.json()["error"]
 
 
-def test_the_body_limit_comes_from_the_settings():
-    response = client(FakeService(), max_body_bytes=1000).post("/mnist/predict", files={"image": ("a.png", b"x" * 5000)})
+def test_the_guard_in_front_limits_the_body_and_answers_unknown_paths_in_json():
+    """service/guards.py's Guard sits in front of every route (BentoML's own too); here in front of the app."""
+    from service.guards import Guard
+
+    app = create_app(Settings())
+    app.dependency_overrides[current_service] = lambda: FakeService()
+    guarded = TestClient(Guard(app, max_body_bytes=1000, body_timeout_s=1.0))
+    response = guarded.post("/mnist/predict", files={"image": ("a.png", b"x" * 5000)})
     assert response.status_code == 413 and "limit" in response.json()["error"]
+    assert guarded.post("/mnist/predict", files={"image": ("a.png", png())}).status_code == 200
+    missing = guarded.get("/nowhere")
+    assert missing.status_code == 404 and "error" in missing.json()

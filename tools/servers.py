@@ -74,8 +74,10 @@ class Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
         environment = {key: value for key, value in os.environ.items() if key not in unset}
+        # DRAIN_SECONDS=0: a stopped test server exits at once (the drain's own tests set it)
         environment.update({"PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")])),
-                            "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+                            "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2", "DRAIN_SECONDS": "0",
+                            **(env or {})})
         self.home = None
         if Path(command[0]).name == "bentoml":
             store = environment.get("BENTOML_HOME") or str(Path.home() / "bentoml")
