@@ -43,6 +43,8 @@ def test_bento_holds_service_models_and_pinned_packages(cpu_bento, served_models
     dockerfile = open(os.path.join(root, "env", "docker", "Dockerfile")).read()
     assert "FROM python:3.11-slim AS python-env" in dockerfile and "EXPOSE 3000" in dockerfile
     assert "ENV KERAS_BACKEND=$KERAS_BACKEND" in dockerfile and "ARG KERAS_BACKEND=jax" in dockerfile
+    # a worker that dies is respawned in the container too (BentoML's own Dockerfile turns that off)
+    assert "ENV BENTOML_CONTAINERIZED" not in dockerfile
     assert "requirements.txt" in dockerfile and "entrypoint.sh" in dockerfile
     assert "ENV BENTOML_DO_NOT_TRACK=$BENTOML_DO_NOT_TRACK" in dockerfile  # usage tracking off, from the bentofile
 
