@@ -1,10 +1,21 @@
 # Every target uses the virtual environment .venv and creates it when needed.
+SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?=
 export DATA_DIR
+
+# `make train` and `make serve` hide TensorFlow's start-up lines (oneDNN, CPU features, XLA, absl);
+# VERBOSE=1 (or a TF_CPP_MIN_LOG_LEVEL of your own) shows them. docs/training.md says which and why.
+VERBOSE ?=
+export VERBOSE
+TF_NOISE := All log messages before absl::InitializeLog|oneDNN custom operations are on|cpu_feature_guard|^To enable the following instructions
+ifeq ($(VERBOSE)$(TF_CPP_MIN_LOG_LEVEL),)
+QUIET_TF := TF_CPP_MIN_LOG_LEVEL=2
+HIDE_TF_NOISE := 2> >(grep --line-buffered -v -E '$(TF_NOISE)' >&2)
+endif
 
 .PHONY: setup train train-missing serve test bench-train bench-uploads bento clean loadtest soak bench
 
@@ -22,8 +33,8 @@ train: setup  ## train both models (MNIST, then ASL) into the BentoML model stor
 train-missing: setup  ## train only the models the store does not have yet
 	$(PY) -m training all --skip-existing
 
-serve: train-missing  ## serve both models on port 3000
-	$(VENV)/bin/bentoml serve
+serve: train-missing  ## serve both models on port 3000 (prints the page's URL when ready)
+	$(QUIET_TF) exec $(VENV)/bin/bentoml serve $(HIDE_TF_NOISE)
 
 test: setup  ## the whole test suite (set DATA_DIR for the tests on real data)
 	$(PY) -m pytest

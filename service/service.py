@@ -24,6 +24,7 @@ from preprocessing import VECTOR_LENGTH
 from service import runtime
 from service.api import create_app
 from service.model_store import StoredModel, reference
+from service.ready import ready_line
 from service.served import ServedModel
 from service.settings import Settings
 
@@ -64,6 +65,8 @@ class DigitsAndSigns:
         # the collector skips them; what requests allocate is still collected.
         gc.collect()
         gc.freeze()
+        if bentoml.server_context.worker_index in (None, 1):  # once, from the first worker
+            logger.info(ready_line())
 
 
 def _model_attribute(family: Family) -> str:
