@@ -34,7 +34,8 @@ train-missing: setup  ## train only the models the store does not have yet
 	$(PY) -m training all --skip-existing
 
 serve: train-missing  ## serve both models on port 3000 (prints the page's URL when ready)
-	$(QUIET_TF) exec $(VENV)/bin/bentoml serve $(HIDE_TF_NOISE)
+	@echo "$(VENV)/bin/bentoml serve"
+	@$(QUIET_TF) exec $(VENV)/bin/bentoml serve $(HIDE_TF_NOISE)
 
 test: setup  ## the whole test suite (set DATA_DIR for the tests on real data)
 	$(PY) -m pytest

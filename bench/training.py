@@ -26,7 +26,7 @@ ABLATION = (
     ("+ dropout", ["--augment", "off", "--no-normalize", "--lighting", "0"]),
     ("+ dropout + augmentation", ["--no-normalize", "--lighting", "0"]),
     ("+ dropout + augmentation + standardisation", ["--normalize", "--lighting", "0"]),
-    ("+ dropout + augmentation + standardisation + uneven light", ["--normalize", "--lighting", "0.7"]),
+    ("+ dropout + augmentation + standardisation + uneven light", ["--normalize", "--lighting", "0.8"]),
 )
 
 

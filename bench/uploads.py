@@ -65,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("reports/bench/uploads.md"))
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from training import datasets  # the same loaders training used
+    from training.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
 
     rows = []
     for fam in FAMILIES:

@@ -106,7 +106,7 @@ def test_presets_keep_the_course_recipe_one_option_away():
     assert (course.optimizer, course.epochs, course.batch_size) == ("rmsprop", 20, 32)
     assert course.validate_on_test and course.dropout == 0 and course.augment == "off"
     assert TrainConfig.from_preset("mnist", "course").epochs == 5
-    assert course.lighting == 0 and TrainConfig.from_preset("asl").lighting == 0.7  # uneven light: ASL's default
+    assert course.lighting == 0 and TrainConfig.from_preset("asl").lighting == 0.8  # uneven light: ASL's default
     assert TrainConfig.from_preset("mnist").lighting == 0
     tuned = TrainConfig.from_preset("mnist", epochs=3, optimizer="sgd")
     assert (tuned.epochs, tuned.optimizer, tuned.dropout) == (3, "sgd", PRESETS[("mnist", "default")]["dropout"])

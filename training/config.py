@@ -67,7 +67,7 @@ class TrainConfig:
     save: bool = option(True, "write the model to the BentoML store", flag="--no-save", run_only=True)
     skip_existing: bool = option(False, "skip a family whose model is already in the store", run_only=True)
     quiet: bool = option(False, "one line per epoch instead of the progress bar", run_only=True)
-    lit_eval: int = option(1000, "images of the validation and of the test split relit as photo uploads for the "
+    lit_eval: int = option(500, "images of the validation and of the test split relit as photo uploads for the "
                            "summary's lit accuracy (0 = skip)", run_only=True)
 
     @classmethod
@@ -95,7 +95,7 @@ PRESETS: dict[tuple[str, str], dict] = {
         patience=8,
     ),
     ("asl", "default"): dict(
-        epochs=40, dropout=0.3, augment="nearest", normalize=True, lighting=0.7, learning_rate=1e-3, patience=10,
+        epochs=70, dropout=0.15, augment="nearest", normalize=True, lighting=0.8, learning_rate=1e-3, patience=10,
     ),
     ("mnist", "course"): dict(epochs=5, batch_size=32, optimizer="rmsprop", learning_rate=1e-3,
                               validate_on_test=True),

@@ -72,10 +72,3 @@ def sample(n_total: int, n: int, seed: int) -> np.ndarray:
     if n >= n_total:
         return np.arange(n_total)
     return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
-
-
-def lit_accuracy(model, images: np.ndarray, labels: np.ndarray, preprocessing: str, seed: int = 0) -> float:
-    """Accuracy of ``model`` (a Keras model of 784-vectors) on the lit photos of ``images``."""
-    vectors = lit_vectors(images, preprocessing, seed)
-    predicted = np.asarray(model.predict(vectors, batch_size=1024, verbose=0)).argmax(axis=1)
-    return float(np.mean(predicted == np.asarray(labels)))

@@ -39,6 +39,7 @@ class RunResult:
     report_dir: Path
     calibration: Calibration | None = None
     lit_accuracy: dict | None = None  # split -> accuracy on its lit photo uploads (training.lit)
+    calibrated_on: str = "validation"
 
     @property
     def history(self) -> dict:
@@ -82,12 +83,13 @@ def run(config: TrainConfig, position: tuple[int, int] = (1, 1)) -> RunResult:
     metrics = evaluate(model, splits)
     verdict = overfitting_verdict(metrics, fitted.history)
     served = inference_model(model)
-    calibrated = calibrate(served, splits)
-    lit_accuracy = evaluate_lit(served, splits, raw, fam, config)
+    lit_data = lit_splits(splits, raw, fam, config)
+    calibrated, fitted_on = calibrate(served, splits, lit_data)
+    lit_accuracy = lit_accuracies(served, lit_data)
     write_plots(model, splits, fam, fitted, metrics, config, model_name, report_dir)
     tag = (save(served, fam, model_name, metrics, fitted, config, raw, calibrated, lit_accuracy)
            if config.save else None)
-    result = RunResult(config, metrics, fitted, verdict, tag, report_dir, calibrated, lit_accuracy)
+    result = RunResult(config, metrics, fitted, verdict, tag, report_dir, calibrated, lit_accuracy, fitted_on)
     reports.write_json(report_dir / "history.json", fitted.history)
     reports.write_json(report_dir / "summary.json", summary_dict(result))
     print(format_summary(result))
@@ -184,34 +186,66 @@ def evaluate(model: keras.Model, splits: datasets.Splits) -> dict:
     return metrics
 
 
-def calibrate(served: keras.Model, splits: datasets.Splits) -> Calibration:
-    """Temperature scaling fitted on the validation split; the test split's ECE without and with it."""
-    val = np.asarray(served.predict(splits.x_val, batch_size=1024, verbose=0))
-    test = np.asarray(served.predict(splits.x_test, batch_size=1024, verbose=0))
-    temperature = calibration.fit_temperature(val, splits.y_val.argmax(axis=1))
-    test_labels = splits.y_test.argmax(axis=1)
-    return Calibration(
+# Temperature scaling learns from wrong answers; with fewer than this many on the clean validation
+# split the fit is not determined (none at all: the NLL keeps falling as T -> 0).
+MIN_CALIBRATION_ERRORS = 20
+
+
+@dataclass
+class LitSplits:
+    """The validation and test images photographed under uneven light, as model inputs."""
+
+    x_val: np.ndarray
+    y_val: np.ndarray  # class indices
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def lit_splits(splits: datasets.Splits, raw: datasets.RawData, fam: Family, config: TrainConfig) -> LitSplits | None:
+    """Up to ``config.lit_eval`` validation and test images as lit photo uploads read back through
+    the upload path (:mod:`training.lit`); None when ``lit_eval`` is 0."""
+    if not config.lit_eval:
+        return None
+    val_images = np.rint(splits.x_val.reshape(-1, 28, 28) * 255).astype(np.uint8)  # x_val = uint8 / 255
+    val = lit.sample(len(val_images), config.lit_eval, config.seed)
+    test = lit.sample(len(raw.x_test), config.lit_eval, config.seed)
+    return LitSplits(lit.lit_vectors(val_images[val], fam.preprocessing, config.seed),
+                     splits.y_val.argmax(axis=1)[val],
+                     lit.lit_vectors(raw.x_test[test], fam.preprocessing, config.seed + 1), raw.y_test[test])
+
+
+def calibrate(served: keras.Model, splits: datasets.Splits, lit_data: LitSplits | None) -> tuple[Calibration, str]:
+    """Temperature scaling fitted on the validation split; the test split's ECE without and with it.
+
+    When the clean validation split has fewer than :data:`MIN_CALIBRATION_ERRORS` wrong answers
+    (Sign Language MNIST's random hold-out is nearly a copy of its training photos), the fit also
+    uses the lit photos of validation images. Returns the calibration and the data it was fitted on."""
+    predict = lambda x: np.asarray(served.predict(x, batch_size=1024, verbose=0))  # noqa: E731
+    val, val_labels = predict(splits.x_val), splits.y_val.argmax(axis=1)
+    errors = int(np.sum(val.argmax(axis=1) != val_labels))
+    fitted_on = "validation"
+    if errors < MIN_CALIBRATION_ERRORS and lit_data is not None:
+        val = np.concatenate([val, predict(lit_data.x_val)])
+        val_labels = np.concatenate([val_labels, lit_data.y_val])
+        fitted_on = f"validation, clean + {len(lit_data.y_val)} lit photos (only {errors} wrong clean)"
+    temperature = calibration.fit_temperature(val, val_labels)
+    test, test_labels = predict(splits.x_test), splits.y_test.argmax(axis=1)
+    result = Calibration(
         temperature=temperature,
         ece_before=calibration.expected_calibration_error(test, test_labels),
         ece_after=calibration.expected_calibration_error(calibration.apply_temperature(test, temperature),
                                                          test_labels),
     )
+    return result, fitted_on
 
 
-def evaluate_lit(served: keras.Model, splits: datasets.Splits, raw: datasets.RawData, fam: Family,
-                 config: TrainConfig) -> dict | None:
-    """Accuracy on up to ``config.lit_eval`` validation and test images photographed under uneven
-    light and read back through the upload path (:mod:`training.lit`); None when ``lit_eval`` is 0."""
-    if not config.lit_eval:
+def lit_accuracies(served: keras.Model, lit_data: LitSplits | None) -> dict | None:
+    """Accuracy on the lit photos of the validation and test images (None without them)."""
+    if lit_data is None:
         return None
-    val_images = np.rint(splits.x_val.reshape(-1, 28, 28) * 255).astype(np.uint8)  # x_val = uint8 / 255
-    accuracy = {}
-    for split, images, labels in (("validation", val_images, splits.y_val.argmax(axis=1)),
-                                  ("test", raw.x_test, raw.y_test)):
-        pick = lit.sample(len(images), config.lit_eval, config.seed)
-        accuracy[split] = lit.lit_accuracy(served, images[pick], labels[pick], fam.preprocessing, seed=config.seed)
-    accuracy["images"] = min(config.lit_eval, len(splits.x_test))
-    return accuracy
+    accuracy = lambda x, y: float(np.mean(np.asarray(served.predict(x, batch_size=1024, verbose=0)).argmax(1) == y))  # noqa: E731
+    return {"validation": accuracy(lit_data.x_val, lit_data.y_val), "test": accuracy(lit_data.x_test, lit_data.y_test),
+            "images": len(lit_data.y_test)}
 
 
 def write_plots(model, splits, fam: Family, fitted: Fit, metrics: dict, config: TrainConfig, model_name: str,
@@ -266,6 +300,7 @@ def summary_dict(result: RunResult) -> dict:
         "seconds_per_epoch": result.fit.seconds_per_epoch,
         "options": result.config.options(),
         "calibration": result.calibration.model_dump() if result.calibration else None,
+        "calibrated_on": result.calibrated_on,
         "lit_accuracy": result.lit_accuracy,
     }
 
@@ -284,8 +319,8 @@ def format_summary(result: RunResult) -> str:
         lines.append("-" * 32)
         for split in ("validation", "test"):
             lines.append(f"{split + ', lit':<16}{result.lit_accuracy[split]:>6.2%}")
-        lines.append(f"(lit: {result.lit_accuracy['images']} images per split photographed under uneven light, "
-                     "read through the upload path)")
+        lines.append(f"(lit: up to {result.lit_accuracy['images']} images per split photographed under uneven "
+                     "light, read through the upload path)")
     fitted = result.fit
     weights = (f"early stopping kept the weights of epoch {fitted.weights_epoch}" if fitted.restored
                else f"weights of the last epoch, {fitted.weights_epoch}")
@@ -296,7 +331,7 @@ def format_summary(result: RunResult) -> str:
     ]
     if result.calibration:
         c = result.calibration
-        lines.append(f"calibration: temperature {c.temperature:.3f} (fitted on validation); test ECE "
+        lines.append(f"calibration: temperature {c.temperature:.3f} (fitted on {result.calibrated_on}); test ECE "
                      f"{c.ece_before:.2%} before, {c.ece_after:.2%} after (15 bins, top label)")
     if result.config.validate_on_test:
         lines.append("note: validation = test split here, as in the course; its test accuracy is not an unbiased estimate.")
