@@ -90,6 +90,14 @@ def test_calibration_makes_the_test_split_better_calibrated(synthetic_data_dir, 
     assert summary["calibration"]["temperature"] == pytest.approx(c.temperature)
 
 
+def test_too_few_validation_errors_calibrate_on_lit_validation_photos(synthetic_data_dir, tmp_path, capsys):
+    result = run(quick_config(synthetic_data_dir, tmp_path, "asl", epochs=2, augment="off", lighting=0.0,
+                              save=False, lit_eval=16))
+    assert result.calibrated_on.startswith("validation, clean + 16 lit photos (only ")  # 24 validation images
+    assert set(result.lit_accuracy) == {"validation", "test", "images"}
+    assert "fitted on validation, clean + 16 lit photos" in capsys.readouterr().out
+
+
 def test_the_estimate_is_measured_here(synthetic_data_dir):
     from catalog import family
     from training import datasets
