@@ -83,9 +83,8 @@ def run(config: TrainConfig, position: tuple[int, int] = (1, 1)) -> RunResult:
     metrics = evaluate(model, splits)
     verdict = overfitting_verdict(metrics, fitted.history)
     served = inference_model(model)
-    lit_data = lit_splits(splits, raw, fam, config)
-    calibrated, fitted_on = calibrate(served, splits, lit_data)
-    lit_accuracy = lit_accuracies(served, lit_data)
+    calibrated, fitted_on = calibrate(served, splits)
+    lit_accuracy = lit_accuracies(served, lit_splits(splits, raw, fam, config))
     write_plots(model, splits, fam, fitted, metrics, config, model_name, report_dir)
     tag = (save(served, fam, model_name, metrics, fitted, config, raw, calibrated, lit_accuracy)
            if config.save else None)
@@ -186,8 +185,8 @@ def evaluate(model: keras.Model, splits: datasets.Splits) -> dict:
     return metrics
 
 
-# Temperature scaling learns from wrong answers; with fewer than this many on the clean validation
-# split the fit is not determined (none at all: the NLL keeps falling as T -> 0).
+# Temperature scaling learns from wrong answers; with fewer than this many on the validation split
+# the fit is not determined (none at all: the NLL keeps falling as T -> 0) and T stays 1.
 MIN_CALIBRATION_ERRORS = 20
 
 
@@ -214,21 +213,21 @@ def lit_splits(splits: datasets.Splits, raw: datasets.RawData, fam: Family, conf
                      lit.lit_vectors(raw.x_test[test], fam.preprocessing, config.seed + 1), raw.y_test[test])
 
 
-def calibrate(served: keras.Model, splits: datasets.Splits, lit_data: LitSplits | None) -> tuple[Calibration, str]:
+def calibrate(served: keras.Model, splits: datasets.Splits) -> tuple[Calibration, str]:
     """Temperature scaling fitted on the validation split; the test split's ECE without and with it.
 
-    When the clean validation split has fewer than :data:`MIN_CALIBRATION_ERRORS` wrong answers
-    (Sign Language MNIST's random hold-out is nearly a copy of its training photos), the fit also
-    uses the lit photos of validation images. Returns the calibration and the data it was fitted on."""
+    With fewer than :data:`MIN_CALIBRATION_ERRORS` wrong answers on validation (Sign Language
+    MNIST's random hold-out is nearly a copy of its training photos: none at all), the temperature
+    is not determined and stays 1. Returns the calibration and what it was fitted on."""
     predict = lambda x: np.asarray(served.predict(x, batch_size=1024, verbose=0))  # noqa: E731
     val, val_labels = predict(splits.x_val), splits.y_val.argmax(axis=1)
     errors = int(np.sum(val.argmax(axis=1) != val_labels))
-    fitted_on = "validation"
-    if errors < MIN_CALIBRATION_ERRORS and lit_data is not None:
-        val = np.concatenate([val, predict(lit_data.x_val)])
-        val_labels = np.concatenate([val_labels, lit_data.y_val])
-        fitted_on = f"validation, clean + {len(lit_data.y_val)} lit photos (only {errors} wrong clean)"
-    temperature = calibration.fit_temperature(val, val_labels)
+    if errors >= MIN_CALIBRATION_ERRORS:
+        temperature, fitted_on = calibration.fit_temperature(val, val_labels), f"validation, {errors} wrong"
+    else:
+        temperature = 1.0
+        fitted_on = (f"nothing: validation has {errors} wrong answers, under {MIN_CALIBRATION_ERRORS}, "
+                     "so the temperature stays 1")
     test, test_labels = predict(splits.x_test), splits.y_test.argmax(axis=1)
     result = Calibration(
         temperature=temperature,
