@@ -130,17 +130,20 @@ def announce(config: TrainConfig, fam: Family, model_name: str, splits: datasets
 def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, steps: int = 8) -> dict:
     """Seconds per training step, per epoch and for the whole run (at most ``config.epochs`` epochs,
     the validation passes and the lit evaluation included), measured on a throwaway copy of the
-    model: ``model.fit`` on ``steps`` batches twice (the first compiles, the second is timed), and a
-    few lit uploads."""
+    model: ``model.fit`` on ``steps`` batches three times (the first compiles; the faster of the other
+    two counts, as a busy machine slows one of them), and a few lit uploads."""
     probe = build_classifier(len(fam.class_names), config, name="probe")
     compile_model(probe, config)
     x, y = splits.x_train[: steps * config.batch_size], splits.y_train[: steps * config.batch_size]
     start = time.perf_counter()
     probe.fit(x, y, batch_size=config.batch_size, epochs=1, verbose=0)
     first = time.perf_counter() - start  # compiling: once more for the real model
-    start = time.perf_counter()
-    probe.fit(x, y, batch_size=config.batch_size, epochs=1, verbose=0)
-    step = (time.perf_counter() - start) / -(-len(x) // config.batch_size)
+    timed = []
+    for _ in range(2):
+        start = time.perf_counter()
+        probe.fit(x, y, batch_size=config.batch_size, epochs=1, verbose=0)
+        timed.append(time.perf_counter() - start)
+    step = min(timed) / -(-len(x) // config.batch_size)
     batches = -(-len(splits.x_train) // config.batch_size)
     validation = -(-len(splits.x_val) // config.batch_size) * step / 3  # forward only: ~1/3 of a step
     epoch = batches * step + validation
