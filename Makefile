@@ -12,7 +12,7 @@ export DATA_DIR
 VERBOSE ?=
 export VERBOSE
 TF_NOISE := All log messages before absl::InitializeLog|oneDNN custom operations are on|cpu_feature_guard|^To enable the following instructions
-ifeq ($(VERBOSE)$(TF_CPP_MIN_LOG_LEVEL),)
+ifeq ($(filter-out 0,$(VERBOSE))$(TF_CPP_MIN_LOG_LEVEL),)
 QUIET_TF := TF_CPP_MIN_LOG_LEVEL=2
 HIDE_TF_NOISE := 2> >(grep --line-buffered -v -E '$(TF_NOISE)' >&2)
 endif
