@@ -1,4 +1,5 @@
 # Every target uses the virtual environment .venv and creates it when needed.
+SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,11 +10,17 @@ export DATA_DIR
 BENTOML_DO_NOT_TRACK ?= true
 export BENTOML_DO_NOT_TRACK
 
-<<<<<<< HEAD
-.PHONY: setup train train-missing serve test bench-train bench-uploads bench-ood bento clean loadtest soak bench
-=======
-.PHONY: setup train train-missing serve test bench-train bench-uploads bench-hostile bento clean loadtest soak bench
->>>>>>> issue12
+# `make train` and `make serve` hide TensorFlow's start-up lines (oneDNN, CPU features, XLA, absl);
+# VERBOSE=1 (or a TF_CPP_MIN_LOG_LEVEL of your own) shows them. docs/training.md says which and why.
+VERBOSE ?=
+export VERBOSE
+TF_NOISE := All log messages before absl::InitializeLog|oneDNN custom operations are on|cpu_feature_guard|^To enable the following instructions
+ifeq ($(filter-out 0,$(VERBOSE))$(TF_CPP_MIN_LOG_LEVEL),)
+QUIET_TF := TF_CPP_MIN_LOG_LEVEL=2
+HIDE_TF_NOISE := 2> >(grep --line-buffered -v -E '$(TF_NOISE)' >&2)
+endif
+
+.PHONY: setup train train-missing serve test bench-train bench-uploads bench-ood bench-hostile bento clean loadtest soak bench
 
 setup: $(STAMP)
 
@@ -29,8 +36,9 @@ train: setup  ## train both models (MNIST, then ASL) into the BentoML model stor
 train-missing: setup  ## train only the models the store does not have yet
 	$(PY) -m training all --skip-existing
 
-serve: train-missing  ## serve both models on port 3000
-	$(VENV)/bin/bentoml serve
+serve: train-missing  ## serve both models on port 3000 (prints the page's URL when ready)
+	@echo "$(VENV)/bin/bentoml serve"
+	@$(QUIET_TF) exec $(VENV)/bin/bentoml serve $(HIDE_TF_NOISE)
 
 test: setup  ## the whole test suite (set DATA_DIR for the tests on real data)
 	$(PY) -m pytest
@@ -41,14 +49,12 @@ bench-train: setup  ## train both models with the defaults and write reports/ben
 bench-uploads: train-missing  ## accuracy on raw test images vs the same images dressed as real uploads
 	$(PY) -m bench.uploads
 
-<<<<<<< HEAD
 bench-ood: train-missing  ## non-digits / non-signs vs real test images: share answered unsure or found false; writes reports/bench/ood.md
 	$(PY) -m bench.ood
-=======
+
 BEFORE ?=
 bench-hostile: train-missing  ## hostile clients vs the service (BEFORE=dir: also the old code); writes reports/bench/hostile.md
 	$(PY) -m bench.hostile $(if $(BEFORE),--before $(BEFORE))
->>>>>>> issue12
 
 bento: train-missing  ## build the Bento
 	$(VENV)/bin/bentoml build

@@ -22,10 +22,11 @@ from catalog import ROUTES, family
 
 # The default recipe with its parts added one at a time (the rest of the preset unchanged).
 ABLATION = (
-    ("no regularisation", ["--dropout", "0", "--augment", "off", "--no-normalize"]),
-    ("+ dropout", ["--augment", "off", "--no-normalize"]),
-    ("+ dropout + augmentation", ["--no-normalize"]),
-    ("+ dropout + augmentation + standardisation", ["--normalize"]),
+    ("no regularisation", ["--dropout", "0", "--augment", "off", "--no-normalize", "--lighting", "0"]),
+    ("+ dropout", ["--augment", "off", "--no-normalize", "--lighting", "0"]),
+    ("+ dropout + augmentation", ["--no-normalize", "--lighting", "0"]),
+    ("+ dropout + augmentation + standardisation", ["--normalize", "--lighting", "0"]),
+    ("+ dropout + augmentation + standardisation + uneven light", ["--normalize", "--lighting", "0.8"]),
 )
 
 
@@ -61,14 +62,23 @@ def markdown(results: list[dict], title: str = "Training benchmark") -> str:
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. "
         "Command: `make bench-train` (`python -m bench.training`).",
         "",
-        "| model | recipe | train acc | validation acc | test acc | test loss | epochs (weights kept) | s/epoch | wall s | peak RSS MiB | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "Lit: the validation / test images photographed under uneven light and read through the upload "
+        "path (training/lit.py; a sample per split, see `--lit-eval`). ECE: test split, before / after the "
+        "temperature fitted on validation.",
+        "",
+        "| model | recipe | train acc | validation acc | validation lit | test acc | test lit | test loss | ECE before / after | epochs (weights kept) | s/epoch | wall s | peak RSS MiB | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         m = r["metrics"]
+        lit = r.get("lit_accuracy") or {}
+        cal = r.get("calibration") or {}
+        shown = lambda v: f"{v:.2%}" if v is not None else "-"  # noqa: E731
         lines.append(
             f"| {r['model'] or r['dataset']} | {r['preset']} | {m['train']['accuracy']:.2%} | "
-            f"{m['validation']['accuracy']:.2%} | **{m['test']['accuracy']:.2%}** | {m['test']['loss']:.4f} | "
+            f"{m['validation']['accuracy']:.2%} | {shown(lit.get('validation'))} | **{m['test']['accuracy']:.2%}** | "
+            f"{shown(lit.get('test'))} | {m['test']['loss']:.4f} | "
+            f"{shown(cal.get('ece_before'))} / {shown(cal.get('ece_after'))} | "
             f"{r['epochs_run']} ({r['weights_epoch']}) | {r['seconds_per_epoch']:.1f} | {r['wall_seconds']:.0f} | "
             f"{r['peak_rss_mib']:.0f} | {r['verdict'].split(':')[0]} |"
         )

@@ -34,6 +34,7 @@ class Family:
     loader: str  #: ``module:function`` that loads the data set (raw uint8 pixels + class indices)
     data_files: tuple[str, ...]  #: files the loader reads from the data directory
     source: str  #: where the data set is published
+    kaggle_dataset: str | None = None  #: Kaggle handle the loader downloads from (kagglehub) without local files
 
     @property
     def train_command(self) -> str:
@@ -69,6 +70,7 @@ FAMILIES: tuple[Family, ...] = (
         loader="training.datasets:load_asl",
         data_files=("sign_mnist_train.csv", "sign_mnist_test.csv"),
         source="https://www.kaggle.com/datasets/datamunge/sign-language-mnist",
+        kaggle_dataset="datamunge/sign-language-mnist",
     ),
 )
 

@@ -30,6 +30,7 @@ from service.api import create_app
 from service.decoding import DecodeLimits, UploadDecoder
 from service.guards import Drain, Guard, RequestMetrics, add_metrics_route
 from service.model_store import StoredModel, reference
+from service.ready import ready_line
 from service.served import ServedModel
 from service.settings import Settings
 from service.web_ui import add_openapi_route
@@ -105,6 +106,8 @@ class DigitsAndSigns:
         # the collector skips them; what requests allocate is still collected.
         gc.collect()
         gc.freeze()
+        if bentoml.server_context.worker_index in (None, 1):  # once, from the first worker
+            logger.info(ready_line())
 
     def __is_ready__(self) -> bool:
         """BentoML's readiness hook (/readyz): not ready while draining before shutdown."""

@@ -144,19 +144,70 @@ def test_corrupt_gzip_is_named(tmp_path):
         datasets.read_asl_csv(path)
 
 
-def test_missing_asl_files_say_where_and_whence(tmp_path):
+def write_kaggle_layout(root):
+    """The folder kagglehub.dataset_download("datamunge/sign-language-mnist") returns: each CSV in a
+    folder of its own name, the letter charts at the top."""
+    write_asl_csvs(root / "sign_mnist_train", n_train=48, n_test=24)
+    (root / "sign_mnist_train" / "sign_mnist_test.csv").rename(root / "sign_mnist_test.csv.tmp")
+    (root / "sign_mnist_test").mkdir()
+    (root / "sign_mnist_test.csv.tmp").rename(root / "sign_mnist_test" / "sign_mnist_test.csv")
+    for chart in ("amer_sign2.png", "amer_sign3.png", "american_sign_language.PNG"):
+        (root / chart).write_bytes(b"\x89PNG\r\n\x1a\n")
+    return root
+
+
+def test_asl_downloads_with_kagglehub_without_local_files(tmp_path, monkeypatch):
+    import kagglehub
+
+    download = write_kaggle_layout(tmp_path / "kagglehub" / "datasets" / "datamunge" / "sign-language-mnist"
+                                   / "versions" / "1")
+    calls = []
+    monkeypatch.setattr(kagglehub, "dataset_download", lambda handle: calls.append(handle) or str(download))
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    data = datasets.load("asl")
+    assert calls == ["datamunge/sign-language-mnist"]
+    assert data.x_train.shape == (48, 28, 28) and data.x_test.shape == (24, 28, 28)
+    assert set(data.sources) == {"sign_mnist_train.csv", "sign_mnist_test.csv"}
+    # an empty data directory falls back to the download too, as for MNIST
+    assert len(datasets.load("asl", tmp_path / "empty").x_train) == 48 and len(calls) == 2
+
+
+def test_local_csvs_win_over_the_download(tmp_path, monkeypatch):
+    write_asl_csvs(tmp_path, n_train=30, n_test=12)
+    monkeypatch.setattr(datasets, "download_kaggle", lambda handle: pytest.fail("downloaded"))
+    assert len(datasets.load("asl", tmp_path).x_train) == 30
+
+
+@pytest.mark.parametrize("failure", [OSError("Max retries exceeded: no network"),
+                                     PermissionError("401 Client Error: Unauthorized"),
+                                     ImportError("No module named 'kagglehub'")])
+def test_failed_download_says_what_to_do_in_one_line(tmp_path, monkeypatch, failure):
+    def fail(handle):
+        raise failure
+
+    monkeypatch.setattr(datasets, "download_kaggle", fail)
     (tmp_path / "sign_mnist_train.csv").write_text(asl_csv_text(4))
     with pytest.raises(DataError) as info:
         datasets.load("asl", tmp_path)
     message = str(info.value)
+    assert "\n" not in message
     assert "sign_mnist_test.csv" in message and str(tmp_path.resolve()) in message
-    assert "kaggle.com/datasets/datamunge/sign-language-mnist" in message
+    assert "kaggle.com/datasets/datamunge/sign-language-mnist" in message and "DATA_DIR" in message
+    assert "KAGGLE_USERNAME" in message and type(failure).__name__ in message
 
 
-def test_missing_asl_without_any_directory(monkeypatch):
+def test_failed_download_without_any_directory(monkeypatch):
     monkeypatch.delenv("DATA_DIR", raising=False)
-    with pytest.raises(DataError, match="pass --data-dir or set DATA_DIR"):
+    monkeypatch.setattr(datasets, "download_kaggle", lambda handle: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(DataError, match=r"no data directory given \(--data-dir, DATA_DIR\).*OSError: offline"):
         datasets.load("asl")
+
+
+def test_download_without_the_csvs_is_named(tmp_path, monkeypatch):
+    (tmp_path / "amer_sign2.png").write_bytes(b"")
+    monkeypatch.setattr(datasets, "download_kaggle", lambda handle: tmp_path)
+    with pytest.raises(DataError, match=f"in {tmp_path} has no sign_mnist_train.csv, sign_mnist_test.csv"):
+        datasets.load("asl", tmp_path / "nothing")
 
 
 def test_prepare_scales_flattens_one_hot_and_stratifies(tmp_path):

@@ -10,8 +10,9 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import REPO
 from training.config import TrainConfig
-from training.models import build_classifier, inference_model, make_optimizer
+from training.models import RandomLighting, build_classifier, inference_model, make_optimizer
 
 
 def test_course_shape_and_parameter_count():
@@ -40,7 +41,7 @@ def test_accepts_flat_square_and_channel_layouts():
 
 
 def test_inference_model_drops_training_only_layers_and_keeps_weights():
-    model = build_classifier(10, TrainConfig(dropout=0.5, augment="constant", normalize=True))
+    model = build_classifier(10, TrainConfig(dropout=0.5, augment="constant", normalize=True, lighting=0.7))
     served = inference_model(model)
     x = np.random.default_rng(2).random((4, 784), dtype=np.float32)
     # a plain call of the served model is deterministic and equals predict() of the trained one
@@ -49,7 +50,53 @@ def test_inference_model_drops_training_only_layers_and_keeps_weights():
     assert not np.allclose(np.asarray(model(x, training=True)), np.asarray(served(x)))
     names = {layer.name for layer in served.layers}
     assert "random_shift" not in names and "dropout_1" not in names and "per_image_standardize" in names
+    assert "random_lighting" in {layer.name for layer in model.layers} and "random_lighting" not in names
+    assert not any(isinstance(layer, RandomLighting) for layer in served.layers)
     assert served.count_params() == model.count_params()
+
+
+def test_random_lighting_darkens_a_share_of_the_images_smoothly():
+    layer = RandomLighting(rate=0.7, min_gain=0.3, seed=4)
+    x = np.full((2000, 784), 0.8, np.float32)
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)  # not training: identity
+    lit = np.asarray(layer(x, training=True))
+    gains = lit / x
+    changed = (gains < 0.999).any(axis=1)
+    assert 0.6 < changed.mean() < 0.8  # rate 0.7
+    assert gains.max() <= 1.0 + 1e-6 and gains.min() > 0.3**3 - 1e-6  # at most three fields of >= 0.3
+    darkest = gains[changed].min(axis=1)
+    assert np.percentile(darkest, 10) < 0.5 and np.percentile(darkest, 90) > 0.6  # strengths vary
+    # fields are smooth (light, not texture): neighbouring pixels differ little but at a shadow's edge
+    images = gains.reshape(-1, 28, 28)
+    steps = np.abs(np.diff(images, axis=2))
+    assert np.median(steps) < 0.01 and np.percentile(steps, 99) < 0.15
+    # the dark side is not always the same: the mean field has no strong direction
+    mean = images[changed].mean(axis=0)
+    assert abs(mean[:, :14].mean() - mean[:, 14:].mean()) < 0.03 and abs(mean[:14].mean() - mean[14:].mean()) < 0.03
+    assert np.array_equal(np.asarray(RandomLighting(rate=0.0)(x, training=True)), x)
+
+
+def test_random_lighting_trains_on_the_jax_backend():
+    """The training-only layer uses keras.ops only: a model with it fits under JAX as well."""
+    pytest.importorskip("jax")
+    script = (
+        "import numpy as np, keras\n"
+        "from training.config import TrainConfig\n"
+        "from training.models import build_classifier, inference_model\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "m = build_classifier(3, TrainConfig(hidden=(8,), lighting=1.0, normalize=True, augment='nearest'))\n"
+        "m.compile('adam', 'categorical_crossentropy')\n"
+        "x = np.random.default_rng(0).random((32, 784), dtype=np.float32); y = np.eye(3)[np.arange(32) % 3]\n"
+        "h = m.fit(x, y, epochs=2, batch_size=16, verbose=0).history['loss']\n"
+        "assert np.isfinite(h).all(), h\n"
+        "p = np.asarray(inference_model(m)(x)); assert np.allclose(p.sum(1), 1, atol=1e-5)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
 
 
 @pytest.mark.parametrize("name, cls", [("sgd", "SGD"), ("momentum", "SGD"), ("adam", "Adam"),
@@ -69,7 +116,8 @@ def test_unknown_optimizer():
 
 def test_saved_file_loads_without_this_project(tmp_path):
     """model.keras loads with plain keras in a process that cannot import this project."""
-    model = inference_model(build_classifier(10, TrainConfig(dropout=0.2, augment="constant", normalize=True)))
+    model = inference_model(build_classifier(10, TrainConfig(dropout=0.2, augment="constant", normalize=True,
+                                                             lighting=0.7)))
     path = tmp_path / "model.keras"
     model.save(path)
     x = np.random.default_rng(3).random((6, 784), dtype=np.float32)

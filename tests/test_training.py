@@ -12,22 +12,23 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from catalog import ModelMetadata
 from training import store
 from training.config import PRESETS, TrainConfig
-from training.train import overfitting_verdict, run
+from training.train import estimate_seconds, overfitting_verdict, run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def quick_config(data_dir, tmp_path, dataset="mnist", **overrides):
     values = dict(data_dir=str(data_dir), epochs=1, reports_dir=str(tmp_path / "reports"),
-                  model_name=f"test_{dataset}_{tmp_path.name}"[:50].lower(), quiet=True)
+                  model_name=f"test_{dataset}_{tmp_path.name}"[:50].lower(), quiet=True, lit_eval=0)
     values.update(overrides)
     return TrainConfig.from_preset(dataset, **values)
 
 
-def test_one_epoch_run_ends_in_store_and_loads_back_identically(synthetic_data_dir, tmp_path):
-    result = run(quick_config(synthetic_data_dir, tmp_path))
+def test_one_epoch_run_ends_in_store_and_loads_back_identically(synthetic_data_dir, tmp_path, capsys):
+    result = run(quick_config(synthetic_data_dir, tmp_path, lit_eval=30))
     entry = bentoml.models.get(result.model_tag)
     meta = entry.info.metadata
     assert meta["class_names"] == list("0123456789")
@@ -38,6 +39,14 @@ def test_one_epoch_run_ends_in_store_and_loads_back_identically(synthetic_data_d
     assert meta["training"]["optimizer"] == "adam" and meta["training"]["epochs_run"] == 1
     assert set(meta["data_sha256"]) == {"mnist.npz"}
     assert entry.info.labels["dataset"] == "mnist"
+    # calibration: fitted on validation, judged on test; the lit accuracy of 30 photos per split
+    calibration = ModelMetadata.from_store(meta).calibration
+    assert calibration is not None and calibration.temperature > 0
+    assert calibration.ece_after == pytest.approx(result.calibration.ece_after)
+    assert set(meta["lit_accuracy"]) == {"validation", "test", "images"} and meta["lit_accuracy"]["images"] == 30
+    out = capsys.readouterr().out
+    assert f"test ECE {calibration.ece_before:.2%} before, {calibration.ece_after:.2%} after" in out
+    assert "test, lit" in out and "training test_mnist_" in out and "(1 of 1)" in out
 
     loaded, _ = store.load_model(result.model_tag)
     from training import datasets
@@ -71,11 +80,53 @@ def test_same_seed_same_run(synthetic_data_dir, tmp_path):
     np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-4)
 
 
+def test_calibration_makes_an_overconfident_model_better_calibrated():
+    """An untrained model on inputs that say nothing of the label is overconfident; the temperature
+    fitted on validation brings the test split's ECE down."""
+    import keras
+
+    from training import datasets
+    from training.train import calibrate
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+    rng = np.random.default_rng(0)
+    x = lambda n: rng.random((n, 784), dtype=np.float32) * 3  # noqa: E731
+    y = lambda n: np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]  # noqa: E731
+    splits = datasets.Splits(x(10), y(10), x(2000), y(2000), x(2000), y(2000))
+    c, fitted_on = calibrate(model, splits)
+    assert fitted_on.startswith("validation, ") and c.temperature > 1.5
+    assert c.ece_before > 0.1 and c.ece_after < c.ece_before / 3
+
+
+def test_too_few_validation_errors_leave_the_temperature_at_one(synthetic_data_dir, tmp_path, capsys):
+    result = run(quick_config(synthetic_data_dir, tmp_path, "asl", epochs=3, augment="off", lighting=0.0,
+                              normalize=False, save=False, lit_eval=16))
+    assert result.calibrated_on.startswith("nothing: validation has ")  # 24 validation images
+    assert result.calibration.temperature == 1.0
+    assert result.calibration.ece_after == pytest.approx(result.calibration.ece_before, abs=1e-6)
+    assert set(result.lit_accuracy) == {"validation", "test", "images"} and result.lit_accuracy["images"] == 16
+    assert "temperature 1.000 (fitted on nothing: validation has" in capsys.readouterr().out
+
+
+def test_the_estimate_is_measured_here(synthetic_data_dir):
+    from catalog import family
+    from training import datasets
+
+    config = TrainConfig.from_preset("asl", epochs=4, lit_eval=10)
+    splits = datasets.prepare(datasets.load("asl", synthetic_data_dir))
+    estimate = estimate_seconds(config, family("asl"), splits)
+    assert 0 < estimate["step"] < 5 and estimate["epoch"] >= estimate["step"]
+    assert estimate["total"] > config.epochs * estimate["epoch"]  # plus compiling and the lit photos
+
+
 def test_presets_keep_the_course_recipe_one_option_away():
     course = TrainConfig.from_preset("asl", "course")
     assert (course.optimizer, course.epochs, course.batch_size) == ("rmsprop", 20, 32)
     assert course.validate_on_test and course.dropout == 0 and course.augment == "off"
     assert TrainConfig.from_preset("mnist", "course").epochs == 5
+    assert course.lighting == 0 and TrainConfig.from_preset("asl").lighting == 0.8  # uneven light: ASL's default
+    assert TrainConfig.from_preset("mnist").lighting == 0
     tuned = TrainConfig.from_preset("mnist", epochs=3, optimizer="sgd")
     assert (tuned.epochs, tuned.optimizer, tuned.dropout) == (3, "sgd", PRESETS[("mnist", "default")]["dropout"])
 
@@ -127,7 +178,7 @@ def cli(*args, env_extra=None, cwd=REPO):
 
 def test_cli_trains_saves_and_skips_existing(synthetic_data_dir, tmp_path):
     name = f"cli_asl_{tmp_path.name}"[:40].lower()
-    common = ["--epochs", "1", "--quiet", "--model-name", name, "--reports-dir", str(tmp_path / "r")]
+    common = ["--epochs", "1", "--quiet", "--lit-eval", "0", "--model-name", name, "--reports-dir", str(tmp_path / "r")]
     done = cli("asl", "--data-dir", str(synthetic_data_dir), "--optimizer", "momentum",
                "--learning-rate", "0.05", "--hidden", "64", "32", "--activation", "sigmoid", *common)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -143,10 +194,13 @@ def test_cli_trains_saves_and_skips_existing(synthetic_data_dir, tmp_path):
     assert len(bentoml.models.list(name)) == 1
 
 
-def test_cli_missing_data_is_a_clear_error(tmp_path):
+def test_cli_bad_data_is_a_clear_error(tmp_path):
+    """A broken data file: one line naming it, exit code 2, no traceback (and no download: files are there)."""
+    (tmp_path / "sign_mnist_train.csv").write_text("label,pixel1\n1,0\n")
+    (tmp_path / "sign_mnist_test.csv").write_text("label,pixel1\n1,0\n")
     done = cli("asl", "--data-dir", str(tmp_path), "--no-save")
     assert done.returncode == 2
-    assert "sign_mnist_train.csv" in done.stderr and "Traceback" not in done.stderr
+    assert "sign_mnist_train.csv: wrong header" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_cli_rejects_bad_options():

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+from training.quiet import quiet_tensorflow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         from training import linear
 
         return linear.main(argv[1:])
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_tensorflow()
 
     from catalog import family
     from training.config import configs_from_arguments
@@ -37,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     configs = configs_from_arguments(args)
     if args.model_name and len(configs) > 1:
         parser.error("--model-name needs a single data set")
-    for config in configs:
+    for number, config in enumerate(configs, start=1):
         if config.skip_existing and _in_store(config.model_name or family(config.dataset).store_name):
             continue
         try:
-            run(config)
+            run(config, position=(number, len(configs)))
         except DataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

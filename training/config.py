@@ -48,6 +48,10 @@ class TrainConfig:
     shift: float = option(0.1, "augmentation: largest shift, as a fraction of the side")
     rotation: float = option(0.05, "augmentation: largest rotation, as a fraction of a full turn")
     zoom: float = option(0.1, "augmentation: largest zoom in or out, as a fraction")
+    lighting: float = option(0.0, "training-only uneven light: share of training images multiplied by a random "
+                             "illumination field (gradient, vignette, soft shadow; 0 = off)")
+    lighting_min_gain: float = option(0.3, "uneven light: the darkest one field may make a pixel, as a fraction "
+                                      "of its brightness (fields combine)")
     normalize: bool = option(False, "per-image standardisation inside the model")
     patience: int = option(0, "early stopping on validation loss after this many epochs without "
                            "improvement, keeping the best epoch's weights (0 = off)")
@@ -63,6 +67,8 @@ class TrainConfig:
     save: bool = option(True, "write the model to the BentoML store", flag="--no-save", run_only=True)
     skip_existing: bool = option(False, "skip a family whose model is already in the store", run_only=True)
     quiet: bool = option(False, "one line per epoch instead of the progress bar", run_only=True)
+    lit_eval: int = option(500, "images of the validation and of the test split relit as photo uploads for the "
+                           "summary's lit accuracy (0 = skip)", run_only=True)
 
     @classmethod
     def from_preset(cls, dataset: str, preset: str = "default", **overrides) -> "TrainConfig":
@@ -89,7 +95,7 @@ PRESETS: dict[tuple[str, str], dict] = {
         patience=8,
     ),
     ("asl", "default"): dict(
-        epochs=40, dropout=0.3, augment="nearest", normalize=True, learning_rate=1e-3, patience=10,
+        epochs=70, dropout=0.15, augment="nearest", normalize=True, lighting=0.8, learning_rate=1e-3, patience=10,
     ),
     ("mnist", "course"): dict(epochs=5, batch_size=32, optimizer="rmsprop", learning_rate=1e-3,
                               validate_on_test=True),

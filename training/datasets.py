@@ -1,4 +1,8 @@
-"""The data sets of the catalog's families, loaded from local files (or the standard download) and checked.
+"""The data sets of the catalog's families, loaded from local files (or downloaded) and checked.
+
+A data directory (``--data-dir``, else ``$DATA_DIR``) holding a family's files always wins.
+Without one, MNIST comes from ``keras.datasets.mnist.load_data()`` and Sign Language MNIST from
+Kaggle through ``kagglehub`` (a public data set: no login), each cached where its library caches.
 
 Every loader returns raw ``uint8`` pixels and integer class indices; turning pixels into the
 model's input happens in :mod:`preprocessing`, the one place that served images go through too.
@@ -157,25 +161,58 @@ def _checked(fam, origin, x_train, y_train, x_test, y_test, sources) -> RawData:
 
 
 def load_asl(data_dir: str | os.PathLike | None = None) -> RawData:
-    """Sign Language MNIST from the Kaggle CSVs (plain or .gz) in ``data_dir`` (or ``$DATA_DIR``)."""
+    """Sign Language MNIST from the Kaggle CSVs (plain or .gz) in ``data_dir`` (or ``$DATA_DIR``);
+    without them, from the Kaggle download (:func:`download_kaggle`, cached by kagglehub)."""
     directory = resolve_data_dir(data_dir)
     found = {stem: find_file(directory, stem) for stem in ASL.data_files}
     missing = [stem for stem, path in found.items() if path is None]
     if missing:
-        where = (
-            f"in {directory.resolve()}"
-            if directory is not None
-            else "(no data directory given: pass --data-dir or set DATA_DIR)"
-        )
-        raise DataError(
-            f"Sign Language MNIST not found: {', '.join(missing)} (or .gz) missing {where}. "
-            f"Download {ASL_TRAIN_FILE} and {ASL_TEST_FILE} from {ASL.source} "
-            "and put them (plain or gzipped) in that directory."
-        )
+        where = (f"not in {directory.resolve()}" if directory is not None
+                 else "no data directory given (--data-dir, DATA_DIR)")
+        try:
+            root = download_kaggle(ASL.kaggle_dataset)
+        except Exception as exc:  # offline, refused, a login asked for, kagglehub missing...
+            raise DataError(
+                f"Sign Language MNIST: {', '.join(missing)} {where}, and the download of {ASL.kaggle_dataset} "
+                f"from Kaggle failed ({_briefly(exc)}). Download the CSVs from {ASL.source} and set DATA_DIR "
+                "(or --data-dir) to their folder; if Kaggle asks for a login, set KAGGLE_USERNAME and KAGGLE_KEY."
+            ) from exc
+        found = {stem: find_in_download(root, stem) for stem in ASL.data_files}
+        absent = [stem for stem, path in found.items() if path is None]
+        if absent:
+            raise DataError(f"the Kaggle download of {ASL.kaggle_dataset} in {root} has no {', '.join(absent)}; "
+                            f"download the CSVs from {ASL.source} and set DATA_DIR to their folder.")
     x_train, y_train = read_asl_csv(found[ASL_TRAIN_FILE])
     x_test, y_test = read_asl_csv(found[ASL_TEST_FILE])
     sources = {p.name: sha256_of(p) for p in found.values()}
     return RawData(ASL, x_train, y_train, x_test, y_test, sources)
+
+
+def download_kaggle(handle: str) -> Path:
+    """Download (or find in kagglehub's cache) the Kaggle data set ``handle``; returns its folder.
+
+    kagglehub caches under ``$KAGGLEHUB_CACHE`` (default ``~/.cache/kagglehub``), in
+    ``datasets/<owner>/<name>/versions/<n>/``, the data set's files as Kaggle lists them: for
+    Sign Language MNIST ``sign_mnist_train/sign_mnist_train.csv``,
+    ``sign_mnist_test/sign_mnist_test.csv`` and the ``amer_sign*.png`` charts at the top.
+    """
+    import kagglehub  # imported late: only a run without local files needs it
+
+    print(f"downloading {handle} from Kaggle (kagglehub; cached after the first time) ...", flush=True)
+    return Path(kagglehub.dataset_download(handle))
+
+
+def find_in_download(root: Path, name: str) -> Path | None:
+    """``name`` (or ``name.gz``) anywhere under ``root``, the shallowest first."""
+    matches = [p for pattern in (name, f"{name}.gz") for p in root.rglob(pattern) if p.is_file()]
+    return min(matches, key=lambda p: (len(p.relative_to(root).parts), str(p))) if matches else None
+
+
+def _briefly(exc: Exception) -> str:
+    """An exception as one short line: its type and the start of its first line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def read_asl_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -3,18 +3,110 @@
 Everything the model needs beyond the course's input (pixels scaled to 0-1) lives inside it as
 built-in Keras layers, so ``model.keras`` loads with ``keras.saving.load_model`` anywhere:
 optional per-image standardisation (a LayerNormalization without learned scale) and, while
-training, random shifts, small rotations and zooms. Keras' random image layers augment on a
-plain ``model(x)`` call unless ``training=False`` is passed, so what is saved and served is
-:func:`inference_model`: the same layers and weights without the training-only ones.
+training, random shifts, small rotations and zooms, and uneven light (:class:`RandomLighting`,
+this module's only own layer). Keras' random image layers augment on a plain ``model(x)`` call
+unless ``training=False`` is passed, so what is saved and served is :func:`inference_model`: the
+same layers and weights without the training-only ones.
 """
 
 from __future__ import annotations
 
 import keras
-from keras import layers
+import numpy as np
+from keras import layers, ops
 
 from preprocessing import VECTOR_LENGTH
+from preprocessing import IMAGE_SIDE
 from training.config import TrainConfig
+
+
+@keras.saving.register_keras_serializable(package="training")
+class RandomLighting(layers.Layer):
+    """Training-only uneven light: a share ``rate`` of the images (flat 784-vectors, 0-1) is
+    multiplied by a random illumination field, as a webcam or phone photo of a hand is lit.
+
+    Each lit image gets one primary field kind (a shadow half of the time, a gradient or a vignette
+    a quarter each: measured, shadows are what a model trained without them fails on) and each
+    other kind with probability 0.3, multiplied together:
+
+    * a **gradient** across the frame in a random direction, from 1 down to a gain drawn from
+      ``[min_gain, 1]`` at the dark side, linear or bent (the ramp raised to a power 0.5-2);
+    * a **vignette**: a radial fall-off around a centre anywhere in the middle 60 % of the frame,
+      elliptical (axis ratio up to 2), down to a gain from ``[min_gain, 1]`` at the farthest corner,
+      its profile raised to a power 0.5-1.5;
+    * a soft-edged **shadow**: a half-plane through a random point or an ellipse (radii 15-60 % of
+      the frame) anywhere, a gain from ``[min_gain, 1]`` inside, the edge blurred over 2-25 % of
+      the frame.
+
+    The ranges are wider than the evaluation fields of :mod:`training.lighting` (gradients to
+    0.5-0.85, vignettes to 0.6-0.9, shadows of 0.45-0.8): training covers more than what is
+    measured. Identity unless ``training`` is true; :func:`inference_model` drops the layer.
+    Works on every Keras backend (keras.ops and keras.random only).
+    """
+
+    KINDS = ("gradient", "vignette", "shadow")
+    EXTRA_KIND = 0.3  # chance of each kind besides the primary one
+
+    def __init__(self, rate: float = 0.7, min_gain: float = 0.3, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= rate <= 1 or not 0 < min_gain <= 1:
+            raise ValueError(f"RandomLighting: rate must be in 0-1 and min_gain in (0, 1]; got {rate}, {min_gain}")
+        self.rate, self.min_gain, self.seed = float(rate), float(min_gain), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        yy, xx = np.mgrid[0:IMAGE_SIDE, 0:IMAGE_SIDE].astype(np.float32) / (IMAGE_SIDE - 1)
+        self._grid = (yy.reshape(1, -1), xx.reshape(1, -1))  # pixel centres in 0-1, row-major
+
+    def _uniform(self, n, low=0.0, high=1.0):
+        return keras.random.uniform((n, 1), minval=low, maxval=high, seed=self.seed_generator)
+
+    def fields(self, n):
+        """``n`` random fields, (n, 784) gains in (0, 1], each drawn as for a lit image."""
+        yy, xx = (ops.convert_to_tensor(g) for g in self._grid)
+        u = self._uniform
+        gain = lambda: u(n, self.min_gain, 1.0)  # noqa: E731
+
+        theta = u(n, 0.0, 2 * np.pi)
+        c, s = ops.cos(theta), ops.sin(theta)
+        spread = ops.abs(c) + ops.abs(s)  # the ramp's range over the unit square
+        ramp = (c * (xx - 0.5) + s * (yy - 0.5) + 0.5 * spread) / spread  # 0 bright side .. 1 dark side
+        gradient = 1.0 - ops.power(ops.clip(ramp, 0.0, 1.0), u(n, 0.5, 2.0)) * (1.0 - gain())
+
+        cy, cx = u(n, 0.2, 0.8), u(n, 0.2, 0.8)
+        aspect = ops.exp(u(n, -np.log(2.0), np.log(2.0)))
+        sy, sx = ops.sqrt(aspect), 1.0 / ops.sqrt(aspect)
+        r2 = ops.square((yy - cy) / sy) + ops.square((xx - cx) / sx)
+        far = ops.square(ops.maximum(cy, 1.0 - cy) / sy) + ops.square(ops.maximum(cx, 1.0 - cx) / sx)  # farthest corner
+        vignette = 1.0 - ops.power(ops.clip(r2 / far, 0.0, 1.0), u(n, 0.5, 1.5)) * (1.0 - gain())
+
+        phi = u(n, 0.0, 2 * np.pi)
+        edge = ops.cos(phi) * (xx - u(n, 0.2, 0.8)) + ops.sin(phi) * (yy - u(n, 0.2, 0.8))
+        ey, ex, ry, rx = u(n), u(n), u(n, 0.15, 0.6), u(n, 0.15, 0.6)
+        blob = ops.sqrt(ops.square((yy - ey) / ry) + ops.square((xx - ex) / rx)) - 1.0
+        distance = ops.where(u(n) < 0.5, edge, blob)
+        inside = ops.sigmoid(-4.0 * distance / u(n, 0.02, 0.25))
+        shadow = 1.0 - inside * (1.0 - gain())
+
+        # the primary kind: a shadow half of the time (the hardest to learn), else a gradient or vignette
+        pick = u(n)
+        primary = (pick < 0.25, ops.logical_and(pick >= 0.25, pick < 0.5), pick >= 0.5)
+        field = ops.ones_like(gradient)
+        for chosen, kind_field in zip(primary, (gradient, vignette, shadow)):
+            active = ops.logical_or(chosen, u(n) < self.EXTRA_KIND)
+            field = field * ops.where(active, kind_field, 1.0)
+        return field
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0:
+            return inputs
+        n = ops.shape(inputs)[0]
+        lit = self._uniform(n) < self.rate
+        return inputs * ops.where(lit, self.fields(n), 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "min_gain": self.min_gain, "seed": self.seed}
 
 
 
@@ -24,6 +116,8 @@ def build_classifier(num_classes: int, config: TrainConfig, name: str = "dense_c
     ``config.augment`` is 'off' or the fill mode for pixels shifted in from outside the frame:
     'constant' (black, right for MNIST's dark background) or 'nearest' (photos of hands);
     ``shift`` and ``zoom`` are fractions of the image side, ``rotation`` a fraction of a full turn.
+    ``config.lighting`` > 0 adds :class:`RandomLighting` (after the geometric augmentation, before
+    the standardisation).
     The input accepts (n, 784), (n, 28, 28) and (n, 28, 28, 1) alike.
     """
     # Declared as (None, 1) so that Keras' own rank adjustment lets all three layouts in:
@@ -37,6 +131,8 @@ def build_classifier(num_classes: int, config: TrainConfig, name: str = "dense_c
         x = layers.RandomRotation(config.rotation, fill_mode=fill, name="random_rotation")(x)
         x = layers.RandomZoom(config.zoom, fill_mode=fill, name="random_zoom")(x)
         x = layers.Reshape((VECTOR_LENGTH,), name="as_vector")(x)
+    if config.lighting:
+        x = RandomLighting(config.lighting, config.lighting_min_gain, name="random_lighting")(x)
     if config.normalize:
         x = layers.LayerNormalization(center=False, scale=False, name="per_image_standardize")(x)
     for i, units in enumerate(config.hidden, start=1):
@@ -47,11 +143,12 @@ def build_classifier(num_classes: int, config: TrainConfig, name: str = "dense_c
     return keras.Model(pixels, probabilities, name=name)
 
 
-TRAINING_ONLY_LAYERS = ("as_image", "random_shift", "random_rotation", "random_zoom", "as_vector")
+TRAINING_ONLY_LAYERS = ("as_image", "random_shift", "random_rotation", "random_zoom", "as_vector", "random_lighting")
 
 
 def inference_model(model: keras.Model) -> keras.Model:
-    """The trained model without augmentation and dropout: same layers, same weights."""
+    """The trained model without augmentation, uneven light and dropout: same layers, same weights,
+    built-in Keras layers only."""
     pixels = keras.Input(shape=(None, 1), name="pixels")
     x = pixels
     for layer in model.layers[1:]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from catalog import Family, family
-from training import datasets, reports, store
+from catalog import Calibration, Family, family
+from training import calibration, datasets, lit, reports, store
 from training.config import TrainConfig
 from training.models import build_classifier, inference_model, make_optimizer
 
@@ -37,6 +37,9 @@ class RunResult:
     verdict: str
     model_tag: str | None
     report_dir: Path
+    calibration: Calibration | None = None
+    lit_accuracy: dict | None = None  # split -> accuracy on its lit photo uploads (training.lit)
+    calibrated_on: str = "validation"
 
     @property
     def history(self) -> dict:
@@ -65,20 +68,27 @@ def overfitting_verdict(metrics: dict, history: dict) -> str:
     return f"no sign of overfitting: {facts}."
 
 
-def run(config: TrainConfig) -> RunResult:
-    """Train one model end to end; returns its numbers and where its reports went."""
+def run(config: TrainConfig, position: tuple[int, int] = (1, 1)) -> RunResult:
+    """Train one model end to end; returns its numbers and where its reports went.
+
+    ``position``: this run's place among the runs of one command (for the opening line)."""
     fam = family(config.dataset)
     model_name = config.model_name or fam.store_name
     report_dir = Path(config.reports_dir) / model_name
     raw, splits = load_splits(config)
+    announce(config, fam, model_name, splits, position)
     keras.utils.set_random_seed(config.seed)
     model = build_classifier(len(fam.class_names), config, name=model_name)
     fitted = fit(model, splits, config)
     metrics = evaluate(model, splits)
     verdict = overfitting_verdict(metrics, fitted.history)
+    served = inference_model(model)
+    calibrated, fitted_on = calibrate(served, splits)
+    lit_accuracy = lit_accuracies(served, lit_splits(splits, raw, fam, config))
     write_plots(model, splits, fam, fitted, metrics, config, model_name, report_dir)
-    tag = save(model, fam, model_name, metrics, fitted, config, raw) if config.save else None
-    result = RunResult(config, metrics, fitted, verdict, tag, report_dir)
+    tag = (save(served, fam, model_name, metrics, fitted, config, raw, calibrated, lit_accuracy)
+           if config.save else None)
+    result = RunResult(config, metrics, fitted, verdict, tag, report_dir, calibrated, lit_accuracy, fitted_on)
     reports.write_json(report_dir / "history.json", fitted.history)
     reports.write_json(report_dir / "summary.json", summary_dict(result))
     print(format_summary(result))
@@ -97,11 +107,60 @@ def load_splits(config: TrainConfig) -> tuple[datasets.RawData, datasets.Splits]
     return raw, splits
 
 
+def compile_model(model: keras.Model, config: TrainConfig) -> None:
+    model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.momentum),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+
+
+def announce(config: TrainConfig, fam: Family, model_name: str, splits: datasets.Splits,
+             position: tuple[int, int]) -> None:
+    """The run's opening line: which model, and (unless ``quiet``) about how long it will take here."""
+    head = f"training {model_name} ({position[0]} of {position[1]})"
+    if config.quiet:
+        print(f"{head}: at most {config.epochs} epochs", flush=True)
+        return
+    estimate = estimate_seconds(config, fam, splits)
+    minutes = max(1, round(estimate["total"] / 60))
+    print(f"{head}: about {minutes} minute{'s' if minutes > 1 else ''} on this machine "
+          f"(an estimate: at most {config.epochs} epochs of ~{estimate['epoch']:.2g} s, from "
+          f"{estimate['step'] * 1000:.0f} ms per step measured just now; early stopping often ends sooner)",
+          flush=True)
+
+
+def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, steps: int = 8) -> dict:
+    """Seconds per training step, per epoch and for the whole run (at most ``config.epochs`` epochs,
+    the validation passes and the lit evaluation included), measured on a throwaway copy of the
+    model: ``model.fit`` on ``steps`` batches three times (the first compiles; the faster of the other
+    two counts, as a busy machine slows one of them), and a few lit uploads."""
+    probe = build_classifier(len(fam.class_names), config, name="probe")
+    compile_model(probe, config)
+    x, y = splits.x_train[: steps * config.batch_size], splits.y_train[: steps * config.batch_size]
+    start = time.perf_counter()
+    probe.fit(x, y, batch_size=config.batch_size, epochs=1, verbose=0)
+    first = time.perf_counter() - start  # compiling: once more for the real model
+    timed = []
+    for _ in range(2):
+        start = time.perf_counter()
+        probe.fit(x, y, batch_size=config.batch_size, epochs=1, verbose=0)
+        timed.append(time.perf_counter() - start)
+    step = min(timed) / -(-len(x) // config.batch_size)
+    batches = -(-len(splits.x_train) // config.batch_size)
+    validation = -(-len(splits.x_val) // config.batch_size) * step / 3  # forward only: ~1/3 of a step
+    epoch = batches * step + validation
+    lit_seconds = 0.0
+    if config.lit_eval:
+        images = np.rint(splits.x_val[:4].reshape(-1, 28, 28) * 255).astype(np.uint8)
+        start = time.perf_counter()
+        lit.lit_vectors(images, fam.preprocessing)
+        per_image = (time.perf_counter() - start) / len(images)
+        lit_seconds = per_image * (min(config.lit_eval, len(splits.x_val)) + min(config.lit_eval, len(splits.x_test)))
+    return {"step": step, "epoch": epoch, "total": first + config.epochs * epoch + lit_seconds}
+
+
 def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit:
     """Compile and fit; with ``patience`` (and a held-out validation split) early stopping keeps the
     best epoch's weights."""
-    model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.momentum),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+    compile_model(model, config)
     timer = EpochTimer()
     callbacks: list[keras.callbacks.Callback] = [timer]
     stopper = None
@@ -129,6 +188,68 @@ def evaluate(model: keras.Model, splits: datasets.Splits) -> dict:
     return metrics
 
 
+# Temperature scaling learns from wrong answers; with fewer than this many on the validation split
+# the fit is not determined (none at all: the NLL keeps falling as T -> 0) and T stays 1.
+MIN_CALIBRATION_ERRORS = 20
+
+
+@dataclass
+class LitSplits:
+    """The validation and test images photographed under uneven light, as model inputs."""
+
+    x_val: np.ndarray
+    y_val: np.ndarray  # class indices
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def lit_splits(splits: datasets.Splits, raw: datasets.RawData, fam: Family, config: TrainConfig) -> LitSplits | None:
+    """Up to ``config.lit_eval`` validation and test images as lit photo uploads read back through
+    the upload path (:mod:`training.lit`); None when ``lit_eval`` is 0."""
+    if not config.lit_eval:
+        return None
+    val_images = np.rint(splits.x_val.reshape(-1, 28, 28) * 255).astype(np.uint8)  # x_val = uint8 / 255
+    val = lit.sample(len(val_images), config.lit_eval, config.seed)
+    test = lit.sample(len(raw.x_test), config.lit_eval, config.seed)
+    return LitSplits(lit.lit_vectors(val_images[val], fam.preprocessing, config.seed),
+                     splits.y_val.argmax(axis=1)[val],
+                     lit.lit_vectors(raw.x_test[test], fam.preprocessing, config.seed + 1), raw.y_test[test])
+
+
+def calibrate(served: keras.Model, splits: datasets.Splits) -> tuple[Calibration, str]:
+    """Temperature scaling fitted on the validation split; the test split's ECE without and with it.
+
+    With fewer than :data:`MIN_CALIBRATION_ERRORS` wrong answers on validation (Sign Language
+    MNIST's random hold-out is nearly a copy of its training photos: none at all), the temperature
+    is not determined and stays 1. Returns the calibration and what it was fitted on."""
+    predict = lambda x: np.asarray(served.predict(x, batch_size=1024, verbose=0))  # noqa: E731
+    val, val_labels = predict(splits.x_val), splits.y_val.argmax(axis=1)
+    errors = int(np.sum(val.argmax(axis=1) != val_labels))
+    if errors >= MIN_CALIBRATION_ERRORS:
+        temperature, fitted_on = calibration.fit_temperature(val, val_labels), f"validation, {errors} wrong"
+    else:
+        temperature = 1.0
+        fitted_on = (f"nothing: validation has {errors} wrong answers, under {MIN_CALIBRATION_ERRORS}, "
+                     "so the temperature stays 1")
+    test, test_labels = predict(splits.x_test), splits.y_test.argmax(axis=1)
+    result = Calibration(
+        temperature=temperature,
+        ece_before=calibration.expected_calibration_error(test, test_labels),
+        ece_after=calibration.expected_calibration_error(calibration.apply_temperature(test, temperature),
+                                                         test_labels),
+    )
+    return result, fitted_on
+
+
+def lit_accuracies(served: keras.Model, lit_data: LitSplits | None) -> dict | None:
+    """Accuracy on the lit photos of the validation and test images (None without them)."""
+    if lit_data is None:
+        return None
+    accuracy = lambda x, y: float(np.mean(np.asarray(served.predict(x, batch_size=1024, verbose=0)).argmax(1) == y))  # noqa: E731
+    return {"validation": accuracy(lit_data.x_val, lit_data.y_val), "test": accuracy(lit_data.x_test, lit_data.y_test),
+            "images": len(lit_data.y_test)}
+
+
 def write_plots(model, splits, fam: Family, fitted: Fit, metrics: dict, config: TrainConfig, model_name: str,
                 report_dir: Path) -> None:
     """``curves.png`` (training vs validation) and ``confusion_matrix.png`` (test split)."""
@@ -140,15 +261,18 @@ def write_plots(model, splits, fam: Family, fitted: Fit, metrics: dict, config: 
                            f"{model_name} on the test split: accuracy {metrics['test']['accuracy']:.2%}")
 
 
-def save(model, fam: Family, model_name: str, metrics: dict, fitted: Fit, config: TrainConfig,
-         raw: datasets.RawData) -> str:
+def save(served: keras.Model, fam: Family, model_name: str, metrics: dict, fitted: Fit, config: TrainConfig,
+         raw: datasets.RawData, calibrated: Calibration | None = None, lit_accuracy: dict | None = None) -> str:
     """The inference model as a new version of ``model_name`` in the store; returns its tag."""
+    extra = {"lit_accuracy": lit_accuracy} if lit_accuracy else {}
     entry = store.save_model(
-        inference_model(model), model_name, fam,
+        served, model_name, fam,
         metrics=metrics,
         training={**config.options(), "epochs_run": fitted.epochs_run, "weights_epoch": fitted.weights_epoch},
         data_sha256=raw.sources,
         labels={"dataset": fam.route, "preset": config.preset},
+        calibration=calibrated,
+        **extra,
     )
     return str(entry.tag)
 
@@ -177,6 +301,9 @@ def summary_dict(result: RunResult) -> dict:
         "weights_restored": result.fit.restored,
         "seconds_per_epoch": result.fit.seconds_per_epoch,
         "options": result.config.options(),
+        "calibration": result.calibration.model_dump() if result.calibration else None,
+        "calibrated_on": result.calibrated_on,
+        "lit_accuracy": result.lit_accuracy,
     }
 
 
@@ -190,6 +317,12 @@ def format_summary(result: RunResult) -> str:
     for split in ("train", "validation", "test"):
         m = result.metrics[split]
         lines.append(f"{split:<12}{m['accuracy']:>10.2%}{m['loss']:>10.4f}")
+    if result.lit_accuracy:
+        lines.append("-" * 32)
+        for split in ("validation", "test"):
+            lines.append(f"{split + ', lit':<16}{result.lit_accuracy[split]:>6.2%}")
+        lines.append(f"(lit: up to {result.lit_accuracy['images']} images per split photographed under uneven "
+                     "light, read through the upload path)")
     fitted = result.fit
     weights = (f"early stopping kept the weights of epoch {fitted.weights_epoch}" if fitted.restored
                else f"weights of the last epoch, {fitted.weights_epoch}")
@@ -198,6 +331,10 @@ def format_summary(result: RunResult) -> str:
         f"epochs run: {fitted.epochs_run} ({weights}), {fitted.seconds_per_epoch:.1f} s per epoch",
         f"verdict: {result.verdict}",
     ]
+    if result.calibration:
+        c = result.calibration
+        lines.append(f"calibration: temperature {c.temperature:.3f} (fitted on {result.calibrated_on}); test ECE "
+                     f"{c.ece_before:.2%} before, {c.ece_after:.2%} after (15 bins, top label)")
     if result.config.validate_on_test:
         lines.append("note: validation = test split here, as in the course; its test accuracy is not an unbiased estimate.")
     lines.append(f"reports: {result.report_dir}/ (curves.png, confusion_matrix.png, history.json, summary.json)")

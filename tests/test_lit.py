@@ -1,0 +1,63 @@
+"""The lit evaluation set (training/lit.py): photos under uneven light, read through the upload path."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from preprocessing import ASL_SIGN, MNIST_DIGIT, prepare_upload
+from training import lit
+
+FLAT = np.full((28, 28), 180, np.uint8)
+
+
+def test_a_lit_sign_photo_is_unevenly_lit_and_deterministic():
+    photos = [lit.lit_photo(FLAT, ASL_SIGN, np.random.default_rng(seed)) for seed in range(12)]
+    for photo in photos:
+        assert photo.mode == "RGB" and photo.size[0] == photo.size[1]
+        assert lit.PHOTO_SIDES[0] <= photo.size[0] <= lit.PHOTO_SIDES[1]
+    grey = [np.asarray(p.convert("L"), np.float32) for p in photos]
+    # an evenly grey image comes out with a bright and a darker part: down to 0.85 or less of the brightest
+    ratios = [np.percentile(g, 2) / np.percentile(g, 98) for g in grey]
+    assert max(ratios) < 0.95 and min(ratios) < 0.7
+    again = lit.lit_photo(FLAT, ASL_SIGN, np.random.default_rng(3))
+    assert np.array_equal(np.asarray(again), np.asarray(photos[3]))
+
+
+def test_a_lit_digit_photo_is_dark_ink_on_light_paper():
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255  # a "1"
+    photo = np.asarray(lit.lit_photo(digit, MNIST_DIGIT, np.random.default_rng(0)).convert("L"), np.float32)
+    h, w = photo.shape
+    stroke = photo[int(h * 0.3):int(h * 0.7), int(w * 0.46):int(w * 0.54)].mean()
+    paper = photo[:, : int(w * 0.3)].mean()
+    assert stroke < paper - 60
+
+
+@pytest.mark.parametrize("preprocessing", [ASL_SIGN, MNIST_DIGIT])
+def test_lit_uploads_are_files_the_service_reads(preprocessing):
+    rng = np.random.default_rng(1)
+    image = np.random.default_rng(2).integers(0, 256, (28, 28)).astype(np.uint8)
+    formats = set()
+    for _ in range(8):
+        data = lit.lit_upload(image, preprocessing, rng)
+        formats.add(Image.open(io.BytesIO(data)).format)
+        assert prepare_upload(data, preprocessing).vector.shape == (784,)
+    assert formats == {"JPEG", "PNG"}
+    vectors = lit.lit_vectors(np.stack([image, FLAT]), preprocessing, seed=5)
+    assert vectors.shape == (2, 784) and vectors.dtype == np.float32 and 0 <= vectors.min() <= vectors.max() <= 1
+    np.testing.assert_array_equal(vectors, lit.lit_vectors(np.stack([image, FLAT]), preprocessing, seed=5))
+
+
+def test_sample_is_seeded_and_whole_when_small():
+    assert lit.sample(5, 10, 0).tolist() == [0, 1, 2, 3, 4]
+    a, b = lit.sample(1000, 50, 1), lit.sample(1000, 50, 1)
+    assert np.array_equal(a, b) and len(set(a.tolist())) == 50 and not np.array_equal(a, lit.sample(1000, 50, 2))
+
+
+def test_unknown_preprocessing_is_refused():
+    with pytest.raises(ValueError, match="unknown preprocessing"):
+        lit.lit_photo(FLAT, "nope", np.random.default_rng(0))
