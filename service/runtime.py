@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 
@@ -11,14 +12,22 @@ logger = logging.getLogger("bentoml.digits_and_signs")
 
 
 def configure(settings: Settings) -> str:
-    """Set up the Keras backend for this worker; call it before anything runs a model.
+    """Set up the Keras backend for this worker; call it before anything imports Keras.
 
-    Parallelism comes from worker processes (one per core), so TensorFlow gets
-    ``settings.tf_*_threads`` threads (1: a batch-1 pass costs 0.64 ms of CPU instead of 1.0 ms,
-    its pools woke every core for it). Every worker holds its own copy of the (small) models, so
-    on a shared GPU each process takes memory as it needs it instead of reserving the whole card.
+    The backend is ``KERAS_BACKEND`` when set; otherwise JAX where it is installed (its jitted
+    batch-1 pass costs a third of TensorFlow's XLA one here: ``python -m bench.forward``; the
+    container image serves on JAX too), else TensorFlow. Parallelism comes from worker processes
+    (one per core), so each backend gets one thread per worker: TensorFlow's
+    ``settings.tf_*_threads`` (1: a batch-1 pass costs 0.64 ms of CPU instead of 1.0 ms, its pools
+    woke every core for it), and XLA's CPU runtime on JAX (``XLA_FLAGS``, unless set). Every worker
+    holds its own copy of the (small) models, so on a shared GPU each process takes memory as it
+    needs it instead of reserving the whole card.
     Returns ``keras backend: <name>; devices: <where it runs>`` for the start-up log.
     """
+    if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("jax") is not None:
+        os.environ["KERAS_BACKEND"] = "jax"
+    if os.environ.get("KERAS_BACKEND") == "jax":
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX reads it when it starts
     import keras
 

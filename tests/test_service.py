@@ -328,17 +328,19 @@ def test_importing_the_service_loads_nothing(tmp_path):
     assert done.stdout.splitlines() == ["['asl_probabilities', 'mnist_probabilities']", "False False"]
 
 
-def test_serves_with_the_jax_backend(served_models, tmp_path):
-    """KERAS_BACKEND=jax (how a lent GPU machine without TensorFlow runs it) gives the same answers."""
+def test_serves_on_jax_by_default_and_on_tensorflow_when_asked(server, served_models, tmp_path):
+    """JAX where it is installed (the dev extras, the image); KERAS_BACKEND=tensorflow gives the same answers."""
     pytest.importorskip("jax", reason="jax is not installed (pip install -e '.[dev]' brings it)")
-    jax_server = Server(env={"KERAS_BACKEND": "jax", "WORKERS": "1"}, log=tmp_path / "serve.log").wait_ready()
+    assert "keras backend: jax" in server.log() and "jax.jit" in server.log()
+    tf_server = Server(env={"KERAS_BACKEND": "tensorflow", "WORKERS": "1"}, log=tmp_path / "serve.log").wait_ready()
     try:
         expected = served_probabilities(served_models["mnist"], image_to_vector(GOOD, "mnist_digit")[None])[0]
-        body = post(jax_server, "/mnist/predict", {"image": ("d.png", GOOD)}).json()
-        assert body["index"] == int(expected.argmax())
-        assert body["confidence"] == pytest.approx(float(expected.max()), abs=1e-4)
-        assert "keras backend: jax" in jax_server.log()
-        results = [post(jax_server, "/asl/predict", {"image": ("d.png", GOOD)}).status_code for _ in range(3)]
+        for url in (tf_server, server):
+            body = post(url, "/mnist/predict", {"image": ("d.png", GOOD)}).json()
+            assert body["index"] == int(expected.argmax())
+            assert body["confidence"] == pytest.approx(float(expected.max()), abs=1e-4)
+        assert "keras backend: tensorflow" in tf_server.log() and "'XLA'" in tf_server.log()
+        results = [post(tf_server, "/asl/predict", {"image": ("d.png", GOOD)}).status_code for _ in range(3)]
         assert results == [200, 200, 200]
     finally:
-        jax_server.stop()
+        tf_server.stop()
