@@ -34,7 +34,8 @@ class Settings:
                                "a request that waited longer for its forward pass is shed with 503")
     batching: bool = _env("BATCHING", True, "`off`: every request gets its own forward pass (for comparison)")
     xla: bool = _env("XLA", True,
-                     "TensorFlow backend: the forward pass compiled with XLA; `off`: Keras' predict_on_batch")
+                     "the forward pass compiled once per batch size (XLA on TensorFlow, jax.jit on JAX); "
+                     "`off`: Keras' predict_on_batch")
     inline_decode_bytes: int = _env("INLINE_DECODE_BYTES", 64 * 1024,
                                     "an upload's header is read from its first this many bytes on the event loop; "
                                     "uploads up to this size whose decode work is at most INLINE_DECODE_PIXELS are "
