@@ -1,168 +1,296 @@
-"""A photo, scan or drawing of a digit -> the MNIST-style 28x28 input (light ink on black, centred)."""
+"""A photo, scan or drawing of a digit -> the MNIST-style 28x28 input (light ink on black, centred).
+
+The ink is found the way a document scanner finds it, with OpenCV: even out the light (divide by
+the paper's brightness, estimated by a morphological closing), threshold, take away the ruled or
+squared lines of the paper, keep the digit's connected components, and bring the strokes to
+MNIST's width; then the MNIST recipe (fit into 20x20, centre of mass at (14, 14)).
+"""
 
 from __future__ import annotations
 
 import math
-
+import cv2
 import numpy as np
 from PIL import Image
 
 from preprocessing.decode import to_grayscale
-from preprocessing.vector import IMAGE_SIDE
+from preprocessing.vector import IMAGE_SIDE, Extracted
 
-# prepare_digit parameters (see its docstring).
 _DIGIT_BOX = 20  # MNIST fits the digit into 20x20 ...
 _DIGIT_CENTRE = 14.0  # ... and puts its centre of mass at pixel (14, 14).
-_WORK_MAX_SIDE = 1024  # larger uploads are box-reduced first (speed only)
-_MIN_INK_CONTRAST = 0.08  # below this (fraction of 0..255) the image is blank
-_INK_FRACTION = 0.1  # pixels above this fraction of the max are ink for the bbox
-
-
-def _edge_padded(a: np.ndarray) -> np.ndarray:
-    """``a`` with a one-pixel border repeating its edge (np.pad's "edge" mode, without its
-    per-call overhead, which dominated on 28x28 uploads)."""
-    h, w = a.shape
-    p = np.empty((h + 2, w + 2), a.dtype)
-    p[1:-1, 1:-1] = a
-    p[0, 1:-1], p[-1, 1:-1] = a[0], a[-1]
-    p[:, 0], p[:, -1] = p[:, 1], p[:, -2]
-    return p
-
-
-def _sum3x3(p: np.ndarray) -> np.ndarray:
-    """Sum over every 3x3 window of ``p`` (valid part: 2 smaller in each dimension), separably."""
-    rows = p[:-2] + p[1:-1]
-    rows += p[2:]
-    total = rows[:, :-2] + rows[:, 1:-1]
-    total += rows[:, 2:]
-    return total
-
-
-def _box3(a: np.ndarray) -> np.ndarray:
-    """3x3 mean filter (edge-padded)."""
-    total = _sum3x3(_edge_padded(a))
-    total /= 9.0
-    return total
-
-
-def _median(x: np.ndarray) -> float:
-    """np.median of a 1-d float array (same value), at a fraction of its per-call cost."""
-    n = x.size
-    k = n // 2
-    if n % 2:
-        return float(np.partition(x, k)[k])
-    part = np.partition(x, (k - 1, k))
-    return float((part[k - 1] + part[k]) / 2)
-
-
-def _percentile(x: np.ndarray, q: float) -> float:
-    """np.percentile(x, q) of a 1-d float array, default "linear" method (same value)."""
-    n = x.size
-    quantile = q / 100
-    virtual = n * quantile + (1 + quantile * -1) - 1
-    below = min(max(math.floor(virtual), 0), n - 1)
-    above = min(below + 1, n - 1)
-    part = np.partition(x, (below, above))
-    a, b = part[below], part[above]
-    t = virtual - below
-    diff = b - a
-    return float(b - diff * (1 - t) if t >= 0.5 else a + diff * t)
-
-
-def _border(a: np.ndarray) -> np.ndarray:
-    h, w = a.shape
-    b = max(1, round(min(h, w) * 0.03))
-    if 2 * b >= min(h, w):
-        return a.ravel()
-    return np.concatenate(
-        [a[:b].ravel(), a[-b:].ravel(), a[b:-b, :b].ravel(), a[b:-b, -b:].ravel()]
-    )
+_MIN_PHOTO_SIDE = 100  # smaller images are digital drawings or MNIST itself: no paper lines, even light
+_WORK_MAX_SIDE = 512  # larger uploads are box-reduced to about this (speed; a digit needs far fewer)
+_BACKGROUND_SIDE = 96  # the paper's brightness is estimated on a copy about this small ...
+_CLOSING_SHARE = 1 / 4  # ... with a closing this share of its short side: wider than any stroke
+_MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light)
+_PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness
+_LINE_LENGTH_SHARE = 0.7  # a paper line spans at least this share of the frame ...
+_LINE_MAX_THICKNESS = 0.012  # ... and is at most this thick (share of the short side) ...
+_LINE_MIN_CONTRAST = 0.04  # ... and at least this much darker than the paper
+_EDGE_CONTACT = 0.1  # pieces touching the frame's edge over this share of its short side are not ink
+_GROUP_GAP = 0.35  # pieces within this share of the digit's size belong to it
+_MIN_PIECE_MASS = 0.03  # pieces with less ink than this share of the largest are specks
+_MIN_DIGIT_SIZE = 0.04  # a digit is at least this share of the image's short side ...
+_MIN_DIGIT_PIXELS = 6  # ... and this many work pixels high or wide
+# Stroke width in the 20x20 box: MNIST's 10th-90th percentile is 1.8-3.3 px (2 * area / contour
+# length of the ink above half intensity); wider or thinner strokes are brought to these.
+_STROKE_RANGE = (1.6, 3.6)
+_STROKE_TARGET = (2.0, 3.0)
 
 
 def _work_array(image: Image.Image) -> np.ndarray:
+    """The image as uint8, box-reduced by an integer factor to about ``_WORK_MAX_SIDE`` at most."""
     gray = image if image.mode == "L" else to_grayscale(image)
-    side = max(gray.size)
-    if side > _WORK_MAX_SIDE:
-        gray = gray.reduce(math.ceil(side / _WORK_MAX_SIDE))
-    a = np.array(gray, dtype=np.float32)
-    a /= 255.0  # in place (large uploads: one pass and one array fewer)
-    return a
+    factor = round(max(gray.size) / _WORK_MAX_SIDE)
+    if factor >= 2:
+        gray = gray.reduce(factor)
+    return np.asarray(gray, dtype=np.uint8)
 
 
-def _ink_bbox(a: np.ndarray, peak=None) -> tuple[int, int, int, int] | None:
-    """Bounding box (y0, y1, x0, x1) of the ink, ignoring isolated specks (``peak``: a.max())."""
-    mask = a > _INK_FRACTION * (a.max() if peak is None else peak)
-    # a pixel counts if at least two of its 8 neighbours are ink too: drops
-    # single-pixel noise and specks but keeps 1-px-wide strokes
+def _ink_is_dark(a: np.ndarray) -> bool:
+    """Dark ink on light paper (photos, scans, the web canvas) or light ink on dark (MNIST itself)?
+
+    Light ink needs an evenly dark background, as digital images have (a border band whose
+    middle half is within 32 grey levels, median below mid-grey), and a light extreme further
+    from it than the dark one. Photos, with their uneven light, count as dark ink on paper.
+    """
+    h, w = a.shape
+    b = max(1, round(min(h, w) * 0.05))
+    border = np.concatenate([a[:b].ravel(), a[-b:].ravel(), a[:, :b].ravel(), a[:, -b:].ravel()])
+    q1, background, q3 = np.percentile(border, (25, 50, 75))
+    if background >= 128 or q3 - q1 > 32:
+        return True
+    lo, hi = np.percentile(a, (0.5, 99.5))
+    return background - lo >= hi - background
+
+
+def _darkness(a: np.ndarray) -> np.ndarray:
+    """How much darker than its paper each pixel is: 0 (paper) .. 1 (black), float32.
+
+    The paper's brightness is a morphological closing (the ink taken away) of a small copy,
+    smoothed and scaled back: it follows gradients, vignettes and soft shadows, so dividing by it
+    evens out the light.
+    """
+    h, w = a.shape
+    scale = min(1.0, _BACKGROUND_SIDE / min(h, w))
+    small = a if scale >= 1.0 else cv2.resize(
+        a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
+    share = _CLOSING_SHARE if min(h, w) >= _MIN_PHOTO_SIDE else 1.0  # small images: no lighting to even out
+    k = max(3, int(min(small.shape) * share) | 1)
+    small = small.astype(np.float32)
+    envelope = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)),
+                                borderType=cv2.BORDER_REPLICATE)
+    # The closing is an upper envelope: where the light bends (a shadow's edge, a vignette's corner)
+    # it lies above the paper. So the paper is then re-estimated as the local mean of the pixels that
+    # are paper by the envelope's account (normalised convolution), the envelope filling in under ink.
+    rough = 1.0 - small / np.maximum(envelope, 1.0)
+    paper_weight = (rough < max(_MIN_CONTRAST, _PEAK_SHARE * float(rough.max()))).astype(np.float32)
+    paper_weight = cv2.erode(paper_weight, np.ones((3, 3), np.uint8))
+    sigma = max(1.0, min(small.shape) * 0.025)
+    paper = (cv2.GaussianBlur(small * paper_weight, (0, 0), sigma) + 0.05 * envelope) / (
+        cv2.GaussianBlur(paper_weight, (0, 0), sigma) + 0.05)
+    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
+    np.maximum(paper, 1.0, out=paper)
+    return np.clip(1.0 - a.astype(np.float32) / paper, 0.0, 1.0)
+
+
+def _threshold(darkness: np.ndarray) -> tuple[float, float]:
+    """(peak, cut): the ink's darkness (robust maximum) and the mask threshold."""
+    smooth = cv2.blur(darkness, (3, 3))
+    peak = float(smooth.max())
+    return peak, max(_MIN_CONTRAST, _PEAK_SHARE * peak)
+
+
+def _remove_paper_lines(darkness: np.ndarray) -> bool:
+    """Take ruled / squared paper lines out of ``darkness`` (in place); True when there were any.
+
+    A paper line is a thin, straight structure across most of the frame: it is found (Hough
+    transform) among the thin structures (a morphological top-hat), and along it the thin part of
+    the darkness is subtracted, so where the digit's wider stroke crosses it the ink stays.
+    """
+    h, w = darkness.shape
+    short = min(h, w)
+    k = max(5, int(2 * _LINE_MAX_THICKNESS * short) | 1)  # wider than any paper line
+    thin = cv2.morphologyEx(cv2.GaussianBlur(darkness, (0, 0), 0.8), cv2.MORPH_TOPHAT,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    level = max(_LINE_MIN_CONTRAST, 4.0 * float(np.median(thin)))
+    candidates = (thin > level).astype(np.uint8)
+    min_length = _LINE_LENGTH_SHARE * short
+    segments = cv2.HoughLinesP(candidates, 1, np.pi / 360, int(min_length * 0.5), minLineLength=min_length,
+                               maxLineGap=max(3, round(short * 0.03)))
+    if segments is None:
+        return False
+    band = np.zeros_like(candidates)
+    found = False
+    for x0, y0, x1, y1 in segments.reshape(-1, 4):
+        dx, dy = float(x1 - x0), float(y1 - y0)
+        length = math.hypot(dx, dy)
+        extent = w if abs(dx) >= abs(dy) else h
+        if length < _LINE_LENGTH_SHARE * extent:
+            continue
+        # extend to the frame's edges; the band is a little wider than a paper line
+        ux, uy = dx / length, dy / length
+        reach = 2 * max(h, w)
+        p0 = (int(x0 - ux * reach), int(y0 - uy * reach))
+        p1 = (int(x1 + ux * reach), int(y1 + uy * reach))
+        cv2.line(band, p0, p1, 1, thickness=k)
+        found = True
+    if found:  # a line's own darkness (what most of its band's thin part reaches) comes off
+        on_band = band.astype(bool)
+        line_level = float(np.percentile(thin[on_band], 85))
+        darkness[on_band] -= np.minimum(thin[on_band], 1.2 * line_level)
+        np.maximum(darkness, 0.0, out=darkness)
+    return found
+
+
+def _digit_pieces(mask: np.ndarray, darkness: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """The connected components that make the digit: (labels == chosen) mask, or None and why not."""
     h, w = mask.shape
-    p = np.zeros((h + 2, w + 2), np.int8)
-    p[1:-1, 1:-1] = mask
-    mask &= _sum3x3(p) >= 3
-    if not mask.any():
-        return None  # only specks: no ink
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return None, "no ink found: the image looks blank"
+    mass = np.bincount(labels.ravel(), weights=darkness.ravel(), minlength=count).astype(np.float64)
+    mass[0] = 0.0
+    x, y, bw, bh = (stats[:, i] for i in range(4))
+    # the desk beyond the page's edge, shadows at the frame's edge: in touch with the frame over a
+    # good part of its side (a digit's stroke that leaves the frame touches it over its width only)
+    frame = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+    contact = np.bincount(frame, minlength=count)
+    mass[contact >= _EDGE_CONTACT * min(h, w)] = 0.0
+    main = int(np.argmax(mass))
+    if mass[main] <= 0:
+        return None, "no ink found: only the edges of the page or shadows"
+    keep = np.flatnonzero(mass >= _MIN_PIECE_MASS * mass[main])
+    x0, y0, x1, y1 = x[main], y[main], x[main] + bw[main], y[main] + bh[main]
+    chosen = {main}
+    changed = True
+    while changed:  # grow the digit by the pieces near it
+        changed = False
+        gap = _GROUP_GAP * max(x1 - x0, y1 - y0)
+        for i in keep:
+            if i in chosen:
+                continue
+            dx = max(x0 - (x[i] + bw[i]), x[i] - x1, 0)
+            dy = max(y0 - (y[i] + bh[i]), y[i] - y1, 0)
+            if max(dx, dy) <= gap:
+                chosen.add(int(i))
+                x0, y0 = min(x0, x[i]), min(y0, y[i])
+                x1, y1 = max(x1, x[i] + bw[i]), max(y1, y[i] + bh[i])
+                changed = True
+    size = max(x1 - x0, y1 - y0)
+    if size < max(_MIN_DIGIT_PIXELS, _MIN_DIGIT_SIZE * min(h, w)):
+        return None, "no digit found: only specks or marks too small to be a digit"
+    lookup = np.zeros(count, np.uint8)
+    lookup[list(chosen)] = 1
+    return lookup[labels], None
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width in pixels: 2 * area / contour length."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    perimeter = sum(cv2.arcLength(c, True) for c in contours)
+    return 2.0 * float(np.count_nonzero(mask)) / max(perimeter, 1.0)
+
+
+def _normalise_strokes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Thin blobby strokes (a small digit drawn with a thick pen) and thicken hairlines to MNIST's width."""
+    h, w = mask.shape
+    size = max(h, w)
+    width = _stroke_width(mask)
+    in_box = width * _DIGIT_BOX / size
+    if _STROKE_RANGE[0] <= in_box <= _STROKE_RANGE[1]:
+        return ink
+    target = _STROKE_TARGET[1] if in_box > _STROKE_RANGE[1] else _STROKE_TARGET[0]
+    # erode/dilate by r on each side: (width - 2r) * 20 / (size - 2r) = target
+    two_r = (width - target * size / _DIGIT_BOX) / (1 - target / _DIGIT_BOX)
+    r = int(round(abs(two_r) / 2))
+    if r < 1:
+        return ink
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    if two_r > 0:
+        return cv2.erode(ink, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    padded = cv2.copyMakeBorder(ink, r, r, r, r, cv2.BORDER_CONSTANT, value=0)
+    return cv2.dilate(padded, kernel)
+
+
+def _fit_mnist(ink: np.ndarray) -> np.ndarray:
+    """The MNIST recipe: fit into 20x20 keeping the aspect ratio, centre of mass at (14, 14)."""
+    out = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32)
+    rows = np.flatnonzero((ink > 0.1).any(axis=1))
+    cols = np.flatnonzero((ink > 0.1).any(axis=0))
+    if not rows.size:
+        return out
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    scale = _DIGIT_BOX / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    if (nh, nw) != (h, w):
+        crop = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    moments = cv2.moments(crop)
+    if moments["m00"] <= 0:
+        return out
+    cy, cx = moments["m01"] / moments["m00"], moments["m10"] / moments["m00"]
+    oy = min(max(math.floor(_DIGIT_CENTRE - cy + 0.5), 0), IMAGE_SIDE - nh)
+    ox = min(max(math.floor(_DIGIT_CENTRE - cx + 0.5), 0), IMAGE_SIDE - nw)
+    out[oy : oy + nh, ox : ox + nw] = np.clip(crop, 0.0, None)
+    peak = out.max()
+    return out / peak if peak > 0 else out
+
+
+def find_digit(image: Image.Image) -> Extracted:
+    """Find the digit in a photo, scan or drawing and make it MNIST-like (see ``prepare_digit``).
+
+    ``reason`` says in words why there is nothing to classify (a blank page, only specks, only
+    paper lines or shadows); then ``pixels`` is all zeros.
+    """
+    empty = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32)
+    a = _work_array(image)
+    if not _ink_is_dark(a):
+        a = 255 - a
+    darkness = _darkness(a)
+    peak, cut = _threshold(darkness)
+    if peak < _MIN_CONTRAST:
+        return Extracted(empty, "no ink found: the image looks blank")
+    if min(a.shape) >= _MIN_PHOTO_SIDE and _remove_paper_lines(darkness):
+        peak, cut = _threshold(darkness)
+        if peak < _MIN_CONTRAST:
+            return Extracted(empty, "no digit found: only the lines of the paper")
+    mask = (darkness > cut).astype(np.uint8)
+    digit, reason = _digit_pieces(mask, darkness)
+    if digit is None:
+        return Extracted(empty, reason)
+
+    rows = np.flatnonzero(digit.any(axis=1))
+    cols = np.flatnonzero(digit.any(axis=0))
+    y0, y1 = max(rows[0] - 2, 0), rows[-1] + 3
+    x0, x1 = max(cols[0] - 2, 0), cols[-1] + 3
+    digit, darkness = digit[y0:y1, x0:x1], darkness[y0:y1, x0:x1]
+    core = float(np.percentile(darkness[digit > 0], 90))
+    floor = 0.5 * cut
+    ink = np.clip((darkness - floor) / max(core - floor, 1e-3), 0.0, 1.0)
+    ink *= cv2.dilate(digit, np.ones((3, 3), np.uint8))  # the digit and its soft edge, nothing else
+    ink = _normalise_strokes(ink, digit)
+    return Extracted(_fit_mnist(ink))
 
 
 def prepare_digit(image: Image.Image) -> np.ndarray:
     """Normalise a digit image the way MNIST was made -> (28, 28) float32 in 0..1.
 
-    1. Polarity: the background level is the median of a thin border band;
-       if the image's dark extreme is further from it than its light extreme,
-       the ink is dark (paper scan / photo) and the image is inverted, so the
-       result is always light ink on a dark background.
-    2. Background removal: subtract a robust upper level of the border
-       (median + 5 MAD, at most its 99th percentile) so grey or unevenly lit
-       paper and JPEG noise go to 0.
-    3. Crop to the ink's bounding box (pixels above 10% of the max, isolated
-       specks ignored; specks alone count as blank), fit it into 20x20 keeping the aspect ratio (Lanczos,
-       i.e. area-antialiased downsampling), and paste it into 28x28 so that
-       its centre of mass lies at pixel (14, 14) (integer shift, as MNIST).
-    4. Scale so the brightest pixel is 1.
+    1. Polarity: dark ink on light paper is the usual case; light ink on a dark background
+       (MNIST itself) is inverted first.
+    2. Light: the paper's brightness (a morphological closing of a small copy, wider than any
+       stroke) divides the image, so gradients, vignettes and soft shadows go away; what is left
+       is each pixel's darkness relative to its paper.
+    3. Ink mask: darker than 45 % of the ink's own darkness and at least 20 % darker than the
+       paper; ruled or squared paper lines (straight, thin, across the frame) are subtracted.
+    4. The digit: the connected component with the most ink and the pieces near it; specks,
+       the page's edges and shadow borders along the frame are left out.
+    5. Strokes much wider or thinner than MNIST's (relative to the digit's size) are eroded or
+       dilated to MNIST's width.
+    6. Fit into 20x20 keeping the aspect ratio (area-averaged), centre of mass at (14, 14) in
+       28x28, brightest pixel 1.
 
-    An image without ink (contrast below 8% of full scale) gives all zeros.
+    Nothing to classify gives all zeros (``find_digit`` says why).
     """
-    a = _work_array(image)
-    out = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
-
-    smooth = _box3(a)  # decisions on a smoothed copy: robust to noise pixels
-    bg = _median(_border(smooth))
-    lo, hi = float(smooth.min()), float(smooth.max())
-    dark_ink = (bg - lo) > (hi - bg) if (bg - lo) != (hi - bg) else bg > 0.5
-    if dark_ink:
-        np.subtract(1.0, a, out=a)
-
-    border = _border(a)
-    med = _median(border)
-    spread = 1.4826 * _median(np.abs(border - med))
-    cut = max(med, min(_percentile(border, 99), med + 5.0 * spread))
-    a -= cut
-    np.maximum(a, 0.0, out=a)  # np.clip(a - cut, 0, None), in place
-    peak = a.max()
-    if float(peak) < _MIN_INK_CONTRAST:
-        return out
-
-    bbox = _ink_bbox(a, peak)
-    if bbox is None:
-        return out
-    y0, y1, x0, x1 = bbox
-    crop = a[y0:y1, x0:x1]
-    h, w = crop.shape
-    scale = _DIGIT_BOX / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    patch_img = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32))
-    if (nw, nh) != (w, h):
-        patch_img = patch_img.resize((nw, nh), Image.Resampling.LANCZOS)
-    patch = np.clip(np.asarray(patch_img, dtype=np.float32), 0.0, None)
-    mass = float(patch.sum())
-    if mass <= 0:
-        return out
-
-    ys, xs = np.indices(patch.shape)
-    cy = float((patch * ys).sum()) / mass
-    cx = float((patch * xs).sum()) / mass
-    oy = min(max(math.floor(_DIGIT_CENTRE - cy + 0.5), 0), IMAGE_SIDE - nh)
-    ox = min(max(math.floor(_DIGIT_CENTRE - cx + 0.5), 0), IMAGE_SIDE - nw)
-    out[oy : oy + nh, ox : ox + nw] = patch
-    return np.clip(out / out.max(), 0.0, 1.0).astype(np.float32)
+    return find_digit(image).pixels
