@@ -19,7 +19,7 @@ from preprocessing.vector import IMAGE_SIDE, Extracted
 _DIGIT_BOX = 20  # MNIST fits the digit into 20x20 ...
 _DIGIT_CENTRE = 14.0  # ... and puts its centre of mass at pixel (14, 14).
 _MIN_PHOTO_SIDE = 100  # smaller images are digital drawings or MNIST itself: no paper lines, even light
-_WORK_MAX_SIDE = 512  # larger uploads are box-reduced to about this (speed; a digit needs far fewer)
+_WORK_MAX_SIDE = 256  # larger uploads are box-reduced to about this (speed; a digit needs far fewer)
 _BACKGROUND_SIDE = 96  # the paper's brightness is estimated on a copy about this small ...
 _CLOSING_SHARE = 1 / 4  # ... with a closing this share of its short side: wider than any stroke
 _MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light)
@@ -47,6 +47,12 @@ def _work_array(image: Image.Image) -> np.ndarray:
     return np.asarray(gray, dtype=np.uint8)
 
 
+def _percentiles(counts: np.ndarray, shares: tuple[float, ...]) -> list[int]:
+    """Grey levels at ``shares`` (0..1) of a 256-bin histogram."""
+    cumulative = np.cumsum(counts)
+    return np.searchsorted(cumulative, np.asarray(shares) * cumulative[-1]).tolist()
+
+
 def _ink_is_dark(a: np.ndarray) -> bool:
     """Dark ink on light paper (photos, scans, the web canvas) or light ink on dark (MNIST itself)?
 
@@ -57,42 +63,42 @@ def _ink_is_dark(a: np.ndarray) -> bool:
     h, w = a.shape
     b = max(1, round(min(h, w) * 0.05))
     border = np.concatenate([a[:b].ravel(), a[-b:].ravel(), a[:, :b].ravel(), a[:, -b:].ravel()])
-    q1, background, q3 = np.percentile(border, (25, 50, 75))
+    q1, background, q3 = _percentiles(np.bincount(border, minlength=256), (0.25, 0.5, 0.75))
     if background >= 128 or q3 - q1 > 32:
         return True
-    lo, hi = np.percentile(a, (0.5, 99.5))
+    lo, hi = _percentiles(np.bincount(a.ravel(), minlength=256), (0.005, 0.995))
     return background - lo >= hi - background
 
 
 def _darkness(a: np.ndarray) -> np.ndarray:
     """How much darker than its paper each pixel is: 0 (paper) .. 1 (black), float32.
 
-    The paper's brightness is a morphological closing (the ink taken away) of a small copy,
-    smoothed and scaled back: it follows gradients, vignettes and soft shadows, so dividing by it
-    evens out the light.
+    The paper's brightness comes from a small copy: a morphological closing (the ink taken away)
+    gives an upper envelope, and the local mean of the pixels that are paper by the envelope's
+    account (normalised convolution) follows gradients, vignettes and soft shadows, where the
+    envelope alone would lie above the paper. Dividing by it evens out the light. Small images
+    (digital drawings, MNIST itself) have one paper level.
     """
     h, w = a.shape
-    scale = min(1.0, _BACKGROUND_SIDE / min(h, w))
-    small = a if scale >= 1.0 else cv2.resize(
-        a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-    )
-    share = _CLOSING_SHARE if min(h, w) >= _MIN_PHOTO_SIDE else 1.0  # small images: no lighting to even out
-    k = max(3, int(min(small.shape) * share) | 1)
-    small = small.astype(np.float32)
-    envelope = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)),
-                                borderType=cv2.BORDER_REPLICATE)
-    # The closing is an upper envelope: where the light bends (a shadow's edge, a vignette's corner)
-    # it lies above the paper. So the paper is then re-estimated as the local mean of the pixels that
-    # are paper by the envelope's account (normalised convolution), the envelope filling in under ink.
-    rough = 1.0 - small / np.maximum(envelope, 1.0)
-    paper_weight = (rough < max(_MIN_CONTRAST, _PEAK_SHARE * float(rough.max()))).astype(np.float32)
-    paper_weight = cv2.erode(paper_weight, np.ones((3, 3), np.uint8))
-    sigma = max(1.0, min(small.shape) * 0.025)
-    paper = (cv2.GaussianBlur(small * paper_weight, (0, 0), sigma) + 0.05 * envelope) / (
-        cv2.GaussianBlur(paper_weight, (0, 0), sigma) + 0.05)
-    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
-    np.maximum(paper, 1.0, out=paper)
-    return np.clip(1.0 - a.astype(np.float32) / paper, 0.0, 1.0)
+    if min(h, w) < _MIN_PHOTO_SIDE:
+        paper = np.float32(max(_percentiles(np.bincount(a.ravel(), minlength=256), (0.9,))[0], 1))
+    else:
+        scale = _BACKGROUND_SIDE / min(h, w)
+        small = cv2.resize(a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        k = int(min(small.shape) * _CLOSING_SHARE) | 1
+        envelope = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)),
+                                    borderType=cv2.BORDER_REPLICATE).astype(np.float32)
+        small = small.astype(np.float32)
+        rough = 1.0 - small / np.maximum(envelope, 1.0)
+        paper_weight = (rough < max(_MIN_CONTRAST, _PEAK_SHARE * float(rough.max()))).astype(np.float32)
+        paper_weight = cv2.erode(paper_weight, np.ones((3, 3), np.uint8))
+        sigma = min(small.shape) * 0.025
+        paper = (cv2.GaussianBlur(small * paper_weight, (0, 0), sigma) + 0.05 * envelope) / (
+            cv2.GaussianBlur(paper_weight, (0, 0), sigma) + 0.05)
+        paper = cv2.resize(np.maximum(paper, 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    darkness = paper - a
+    darkness /= paper
+    return np.maximum(darkness, 0.0, out=darkness)
 
 
 def _threshold(darkness: np.ndarray) -> tuple[float, float]:
@@ -105,63 +111,63 @@ def _threshold(darkness: np.ndarray) -> tuple[float, float]:
 def _remove_paper_lines(darkness: np.ndarray) -> bool:
     """Take ruled / squared paper lines out of ``darkness`` (in place); True when there were any.
 
-    A paper line is a thin, straight structure across most of the frame: it is found (Hough
-    transform) among the thin structures (a morphological top-hat), and along it the thin part of
-    the darkness is subtracted, so where the digit's wider stroke crosses it the ink stays.
+    A paper line is a thin, straight structure across most of the frame, within 15 degrees of
+    horizontal or vertical: it is found by a Hough transform among the thin structures (a
+    morphological top-hat) of a half-size copy. Along it, pixels about as dark as the line lose the
+    line's darkness; ink much darker than the line (where the digit crosses it) stays as it is.
     """
     h, w = darkness.shape
-    short = min(h, w)
-    k = max(5, int(2 * _LINE_MAX_THICKNESS * short) | 1)  # wider than any paper line
-    thin = cv2.morphologyEx(cv2.GaussianBlur(darkness, (0, 0), 0.8), cv2.MORPH_TOPHAT,
-                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    level = max(_LINE_MIN_CONTRAST, 4.0 * float(np.median(thin)))
+    half = cv2.resize(darkness, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    short = min(half.shape)
+    k = max(3, int(2 * _LINE_MAX_THICKNESS * short) | 1)  # wider than any paper line
+    thin = cv2.morphologyEx(half, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    level = max(_LINE_MIN_CONTRAST, 4.0 * float(np.median(thin[::4, ::4])))
     candidates = (thin > level).astype(np.uint8)
-    min_length = _LINE_LENGTH_SHARE * short
-    segments = cv2.HoughLinesP(candidates, 1, np.pi / 360, int(min_length * 0.5), minLineLength=min_length,
-                               maxLineGap=max(3, round(short * 0.03)))
-    if segments is None:
-        return False
-    band = np.zeros_like(candidates)
+    tilt = np.deg2rad(15)
+    band = np.zeros((h, w), np.uint8)
     found = False
-    for x0, y0, x1, y1 in segments.reshape(-1, 4):
-        dx, dy = float(x1 - x0), float(y1 - y0)
-        length = math.hypot(dx, dy)
-        extent = w if abs(dx) >= abs(dy) else h
-        if length < _LINE_LENGTH_SHARE * extent:
+    for extent, low, high in ((half.shape[1], np.pi / 2 - tilt, np.pi / 2 + tilt),  # along the rows
+                              (half.shape[0], 0.0, tilt), (half.shape[0], np.pi - tilt, np.pi)):  # columns
+        lines = cv2.HoughLines(candidates, 1, np.pi / 360, int(_LINE_LENGTH_SHARE * extent),
+                               min_theta=low, max_theta=high)
+        if lines is None:
             continue
-        # extend to the frame's edges; the band is a little wider than a paper line
-        ux, uy = dx / length, dy / length
-        reach = 2 * max(h, w)
-        p0 = (int(x0 - ux * reach), int(y0 - uy * reach))
-        p1 = (int(x1 + ux * reach), int(y1 + uy * reach))
-        cv2.line(band, p0, p1, 1, thickness=k)
-        found = True
-    if found:  # a line's own darkness (what most of its band's thin part reaches) comes off
+        for rho, theta in lines.reshape(-1, 2):
+            c, s = math.cos(theta), math.sin(theta)
+            x0, y0 = 2 * rho * c, 2 * rho * s  # back to full size
+            reach = 2 * max(h, w)
+            cv2.line(band, (int(x0 - reach * s), int(y0 + reach * c)), (int(x0 + reach * s), int(y0 - reach * c)),
+                     1, thickness=2 * k + 1)
+            found = True
+    if found:
         on_band = band.astype(bool)
-        line_level = float(np.percentile(thin[on_band], 85))
-        darkness[on_band] -= np.minimum(thin[on_band], 1.2 * line_level)
-        np.maximum(darkness, 0.0, out=darkness)
+        values = darkness[on_band]
+        line_level = float(np.percentile(values[:: max(1, values.size // 20000)], 85))
+        faint = values < 2.0 * line_level
+        values[faint] -= np.minimum(values[faint], line_level)
+        darkness[on_band] = values
     return found
 
 
-def _digit_pieces(mask: np.ndarray, darkness: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    """The connected components that make the digit: (labels == chosen) mask, or None and why not."""
+def _digit_pieces(mask: np.ndarray) -> tuple[tuple[np.ndarray, tuple[int, int]] | None, str | None]:
+    """The connected components that make the digit: (its mask cropped to its box, the box's
+    top-left corner), or None and why not."""
     h, w = mask.shape
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:
         return None, "no ink found: the image looks blank"
-    mass = np.bincount(labels.ravel(), weights=darkness.ravel(), minlength=count).astype(np.float64)
-    mass[0] = 0.0
-    x, y, bw, bh = (stats[:, i] for i in range(4))
+    x, y, bw, bh, area = (stats[:, i] for i in range(5))
+    area = area.astype(np.float64)
+    area[0] = 0.0
     # the desk beyond the page's edge, shadows at the frame's edge: in touch with the frame over a
     # good part of its side (a digit's stroke that leaves the frame touches it over its width only)
     frame = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
     contact = np.bincount(frame, minlength=count)
-    mass[contact >= _EDGE_CONTACT * min(h, w)] = 0.0
-    main = int(np.argmax(mass))
-    if mass[main] <= 0:
+    area[contact >= _EDGE_CONTACT * min(h, w)] = 0.0
+    main = int(np.argmax(area))
+    if area[main] <= 0:
         return None, "no ink found: only the edges of the page or shadows"
-    keep = np.flatnonzero(mass >= _MIN_PIECE_MASS * mass[main])
+    keep = np.flatnonzero(area >= _MIN_PIECE_MASS * area[main])
     x0, y0, x1, y1 = x[main], y[main], x[main] + bw[main], y[main] + bh[main]
     chosen = {main}
     changed = True
@@ -183,7 +189,7 @@ def _digit_pieces(mask: np.ndarray, darkness: np.ndarray) -> tuple[np.ndarray | 
         return None, "no digit found: only specks or marks too small to be a digit"
     lookup = np.zeros(count, np.uint8)
     lookup[list(chosen)] = 1
-    return lookup[labels], None
+    return (lookup[labels[y0:y1, x0:x1]], (int(y0), int(x0))), None
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -233,9 +239,12 @@ def _fit_mnist(ink: np.ndarray) -> np.ndarray:
     cy, cx = moments["m01"] / moments["m00"], moments["m10"] / moments["m00"]
     oy = min(max(math.floor(_DIGIT_CENTRE - cy + 0.5), 0), IMAGE_SIDE - nh)
     ox = min(max(math.floor(_DIGIT_CENTRE - cx + 0.5), 0), IMAGE_SIDE - nw)
-    out[oy : oy + nh, ox : ox + nw] = np.clip(crop, 0.0, None)
+    out[oy : oy + nh, ox : ox + nw] = crop
+    np.maximum(out, 0.0, out=out)  # (linear enlarging never overshoots; this keeps it so)
     peak = out.max()
-    return out / peak if peak > 0 else out
+    if peak > 0:
+        out *= 1.0 / peak
+    return out
 
 
 def find_digit(image: Image.Image) -> Extracted:
@@ -257,18 +266,23 @@ def find_digit(image: Image.Image) -> Extracted:
         if peak < _MIN_CONTRAST:
             return Extracted(empty, "no digit found: only the lines of the paper")
     mask = (darkness > cut).astype(np.uint8)
-    digit, reason = _digit_pieces(mask, darkness)
-    if digit is None:
+    found, reason = _digit_pieces(mask)
+    if found is None:
         return Extracted(empty, reason)
 
-    rows = np.flatnonzero(digit.any(axis=1))
-    cols = np.flatnonzero(digit.any(axis=0))
-    y0, y1 = max(rows[0] - 2, 0), rows[-1] + 3
-    x0, x1 = max(cols[0] - 2, 0), cols[-1] + 3
-    digit, darkness = digit[y0:y1, x0:x1], darkness[y0:y1, x0:x1]
-    core = float(np.percentile(darkness[digit > 0], 90))
+    digit, (y0, x0) = found
+    h, w = digit.shape
+    pad = 2  # room for the soft edge
+    top, left = min(y0, pad), min(x0, pad)
+    digit = cv2.copyMakeBorder(digit, top, pad, left, pad, cv2.BORDER_CONSTANT, value=0)
+    darkness = darkness[y0 - top : y0 + h + pad, x0 - left : x0 + w + pad]
+    digit = digit[: darkness.shape[0], : darkness.shape[1]]
+    values = darkness[digit > 0]
+    core = float(np.partition(values, int(0.9 * (values.size - 1)))[int(0.9 * (values.size - 1))])
     floor = 0.5 * cut
-    ink = np.clip((darkness - floor) / max(core - floor, 1e-3), 0.0, 1.0)
+    ink = darkness - floor
+    ink *= 1.0 / max(core - floor, 1e-3)
+    np.minimum(np.maximum(ink, 0.0, out=ink), 1.0, out=ink)
     ink *= cv2.dilate(digit, np.ones((3, 3), np.uint8))  # the digit and its soft edge, nothing else
     ink = _normalise_strokes(ink, digit)
     return Extracted(_fit_mnist(ink))
