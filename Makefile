@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?=
 export DATA_DIR
 
-.PHONY: setup train train-missing serve test bench-train bench-uploads bento clean loadtest soak bench
+.PHONY: setup train train-missing serve test bench-train bench-uploads bench-photos bento clean loadtest soak bench
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ bench-train: setup  ## train both models with the defaults and write reports/ben
 
 bench-uploads: train-missing  ## accuracy on raw test images vs the same images dressed as real uploads
 	$(PY) -m bench.uploads
+
+BASELINE ?=
+
+bench-photos: train-missing  ## hard photos and blank pages: accuracy, share flagged, CPU per upload (BASELINE=checkout for "before")
+	$(PY) -m bench.photos $(if $(BASELINE),--baseline $(BASELINE))
 
 bento: train-missing  ## build the Bento
 	$(VENV)/bin/bentoml build

@@ -24,18 +24,19 @@ _BACKGROUND_SIDE = 96  # the paper's brightness is estimated on a copy about thi
 _CLOSING_SHARE = 1 / 4  # ... with a closing this share of its short side: wider than any stroke
 _MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light)
 _PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness
-_LINE_LENGTH_SHARE = 0.7  # a paper line spans at least this share of the frame ...
+_LINE_LENGTH_SHARE = 0.6  # a paper line spans at least this share of the frame ...
 _LINE_MAX_THICKNESS = 0.012  # ... and is at most this thick (share of the short side) ...
 _LINE_MIN_CONTRAST = 0.04  # ... and at least this much darker than the paper
 _EDGE_CONTACT = 0.1  # pieces touching the frame's edge over this share of its short side are not ink
 _GROUP_GAP = 0.35  # pieces within this share of the digit's size belong to it
 _MIN_PIECE_MASS = 0.03  # pieces with less ink than this share of the largest are specks
+_INK_FLOOR = 0.0  # the soft ink starts at this share of the mask threshold
 _MIN_DIGIT_SIZE = 0.04  # a digit is at least this share of the image's short side ...
 _MIN_DIGIT_PIXELS = 6  # ... and this many work pixels high or wide
 # Stroke width in the 20x20 box: MNIST's 10th-90th percentile is 1.8-3.3 px (2 * area / contour
 # length of the ink above half intensity); wider or thinner strokes are brought to these.
-_STROKE_RANGE = (1.6, 3.6)
-_STROKE_TARGET = (2.0, 3.0)
+_STROKE_RANGE = (1.6, 3.4)
+_STROKE_TARGET = (2.0, 2.6)
 
 
 def _work_array(image: Image.Image) -> np.ndarray:
@@ -108,12 +109,44 @@ def _threshold(darkness: np.ndarray) -> tuple[float, float]:
     return peak, max(_MIN_CONTRAST, _PEAK_SHARE * peak)
 
 
+def _ruling(rhos: np.ndarray, theta: float, shape: tuple[int, int], width: int) -> list[float]:
+    """The distances of a family of parallel paper lines found at ``rhos``, with the evenly spaced
+    ones the Hough transform could not see whole (cut short by the frame's corners) added when the
+    found ones are evenly spaced (``width``: a line's band)."""
+    centres: list[list[float]] = []
+    for rho in np.sort(rhos):  # neighbouring distances are one line
+        if centres and rho - centres[-1][-1] <= width:
+            centres[-1].append(float(rho))
+        else:
+            centres.append([float(rho)])
+    found = [float(np.mean(c)) for c in centres]
+    if len(found) < 3:
+        return found
+    gaps = np.diff(found)
+    spacing = float(np.median(gaps))
+    if spacing < 2 * width or gaps.min() < 0.8 * spacing or gaps.max() > 1.2 * spacing:
+        return found
+    h, w = shape
+    corners = [x * math.cos(theta) + y * math.sin(theta) for x, y in ((0, 0), (w, 0), (0, h), (w, h))]
+    lines = list(found)
+    rho = found[0] - spacing
+    while rho >= min(corners):
+        lines.append(rho)
+        rho -= spacing
+    rho = found[-1] + spacing
+    while rho <= max(corners):
+        lines.append(rho)
+        rho += spacing
+    return lines
+
+
 def _remove_paper_lines(darkness: np.ndarray) -> bool:
     """Take ruled / squared paper lines out of ``darkness`` (in place); True when there were any.
 
     A paper line is a thin, straight structure across most of the frame, within 15 degrees of
     horizontal or vertical: it is found by a Hough transform among the thin structures (a
-    morphological top-hat) of a half-size copy. Along it, pixels about as dark as the line lose the
+    morphological top-hat) of a half-size copy; the evenly spaced lines of a ruling that the frame's
+    corners cut short are added. Along it, pixels about as dark as the line lose the
     line's darkness; ink much darker than the line (where the digit crosses it) stays as it is.
     """
     h, w = darkness.shape
@@ -125,6 +158,7 @@ def _remove_paper_lines(darkness: np.ndarray) -> bool:
     candidates = (thin > level).astype(np.uint8)
     tilt = np.deg2rad(15)
     band = np.zeros((h, w), np.uint8)
+    centre = np.zeros((h, w), np.uint8)
     found = False
     for extent, low, high in ((half.shape[1], np.pi / 2 - tilt, np.pi / 2 + tilt),  # along the rows
                               (half.shape[0], 0.0, tilt), (half.shape[0], np.pi - tilt, np.pi)):  # columns
@@ -132,19 +166,25 @@ def _remove_paper_lines(darkness: np.ndarray) -> bool:
                                min_theta=low, max_theta=high)
         if lines is None:
             continue
-        for rho, theta in lines.reshape(-1, 2):
+        rhos, thetas = lines[:, 0, 0], lines[:, 0, 1]
+        theta = float(np.median(thetas))
+        for rho in _ruling(rhos, theta, half.shape, k):
             c, s = math.cos(theta), math.sin(theta)
             x0, y0 = 2 * rho * c, 2 * rho * s  # back to full size
             reach = 2 * max(h, w)
-            cv2.line(band, (int(x0 - reach * s), int(y0 + reach * c)), (int(x0 + reach * s), int(y0 - reach * c)),
-                     1, thickness=2 * k + 1)
-            found = True
+            ends = (int(x0 - reach * s), int(y0 + reach * c)), (int(x0 + reach * s), int(y0 - reach * c))
+            cv2.line(band, *ends, 1, thickness=2 * k + 1)
+            cv2.line(centre, *ends, 1, thickness=1)
+        found = True
     if found:
+        # the lines' own darkness: along their centres (where the digit covers a small part of
+        # their length), the darkest pixel nearby
+        near = cv2.dilate(darkness, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))[centre.astype(bool)]
+        line_level = float(np.median(near))
         on_band = band.astype(bool)
         values = darkness[on_band]
-        line_level = float(np.percentile(values[:: max(1, values.size // 20000)], 85))
         faint = values < 2.0 * line_level
-        values[faint] -= np.minimum(values[faint], line_level)
+        values[faint] -= np.minimum(values[faint], 1.2 * line_level)
         darkness[on_band] = values
     return found
 
@@ -279,7 +319,7 @@ def find_digit(image: Image.Image) -> Extracted:
     digit = digit[: darkness.shape[0], : darkness.shape[1]]
     values = darkness[digit > 0]
     core = float(np.partition(values, int(0.9 * (values.size - 1)))[int(0.9 * (values.size - 1))])
-    floor = 0.5 * cut
+    floor = _INK_FLOOR * cut
     ink = darkness - floor
     ink *= 1.0 / max(core - floor, 1e-3)
     np.minimum(np.maximum(ink, 0.0, out=ink), 1.0, out=ink)
