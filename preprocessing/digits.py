@@ -196,20 +196,20 @@ def _digit_pieces(mask: np.ndarray) -> tuple[tuple[np.ndarray, tuple[int, int]] 
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:
         return None, "no ink found: the image looks blank"
-    x, y, bw, bh, area = (stats[:, i] for i in range(5))
-    area = area.astype(np.float64)
-    area[0] = 0.0
     # the desk beyond the page's edge, shadows at the frame's edge: in touch with the frame over a
     # good part of its side (a digit's stroke that leaves the frame touches it over its width only)
     frame = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
-    contact = np.bincount(frame, minlength=count)
-    area[contact >= _EDGE_CONTACT * min(h, w)] = 0.0
-    main = int(np.argmax(area))
+    contact = np.bincount(frame, minlength=count).tolist()
+    boxes = stats.tolist()  # [x, y, width, height, area] per label; plain Python from here on
+    edge = _EDGE_CONTACT * min(h, w)
+    area = [0] + [b[4] if contact[i] < edge else 0 for i, b in enumerate(boxes) if i > 0]
+    main = max(range(count), key=area.__getitem__)
     if area[main] <= 0:
         return None, "no ink found: only the edges of the page or shadows"
-    keep = np.flatnonzero(area >= _MIN_PIECE_MASS * area[main])
-    x0, y0, x1, y1 = x[main], y[main], x[main] + bw[main], y[main] + bh[main]
-    chosen = {main}
+    keep = [i for i in range(1, count) if i != main and area[i] >= _MIN_PIECE_MASS * area[main]]
+    x0, y0, bw, bh, _ = boxes[main]
+    x1, y1 = x0 + bw, y0 + bh
+    chosen = [main]
     changed = True
     while changed:  # grow the digit by the pieces near it
         changed = False
@@ -217,19 +217,19 @@ def _digit_pieces(mask: np.ndarray) -> tuple[tuple[np.ndarray, tuple[int, int]] 
         for i in keep:
             if i in chosen:
                 continue
-            dx = max(x0 - (x[i] + bw[i]), x[i] - x1, 0)
-            dy = max(y0 - (y[i] + bh[i]), y[i] - y1, 0)
-            if max(dx, dy) <= gap:
-                chosen.add(int(i))
-                x0, y0 = min(x0, x[i]), min(y0, y[i])
-                x1, y1 = max(x1, x[i] + bw[i]), max(y1, y[i] + bh[i])
+            x, y, bw, bh, _ = boxes[i]
+            if max(x0 - (x + bw), x - x1, y0 - (y + bh), y - y1) <= gap:
+                chosen.append(i)
+                x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x + bw), max(y1, y + bh)
                 changed = True
     size = max(x1 - x0, y1 - y0)
     if size < max(_MIN_DIGIT_PIXELS, _MIN_DIGIT_SIZE * min(h, w)):
         return None, "no digit found: only specks or marks too small to be a digit"
+    if len(chosen) == 1:
+        return ((labels[y0:y1, x0:x1] == main).astype(np.uint8), (y0, x0)), None
     lookup = np.zeros(count, np.uint8)
-    lookup[list(chosen)] = 1
-    return (lookup[labels[y0:y1, x0:x1]], (int(y0), int(x0))), None
+    lookup[chosen] = 1
+    return (lookup[labels[y0:y1, x0:x1]], (y0, x0)), None
 
 
 def _stroke_width(mask: np.ndarray) -> float:
