@@ -3,11 +3,14 @@
 * :mod:`.vector`: the input itself (28x28 = 784 floats in 0..1) and training data -> input;
 * :mod:`.decode`: uploaded bytes -> a greyscale image, within limits;
 * :mod:`.digits`, :mod:`.signs`: a decoded image -> the 28x28 input the way MNIST / Sign Language
-  MNIST were made.
+  MNIST were made, and whether there is anything to classify (digits: OpenCV ink extraction that
+  evens out the light, takes away paper lines and specks; see docs/photos.md).
 
 ``PREPROCESSORS`` maps the preprocessing id stored in a model's metadata (``MNIST_DIGIT`` /
-``ASL_SIGN``, named by the catalog's families) to its function; ``prepare_upload`` does
-decode + preprocess and says whether anything was found (``image_to_vector``: the vector only). The ids are a stable contract with the stored models: do not rename them.
+``ASL_SIGN``, named by the catalog's families) to its function (``FINDERS``: the same with
+found / reason); ``prepare_upload`` does decode + preprocess and says whether anything was found
+(``image_to_vector``: the vector only). The ids are a stable contract with the stored models: do
+not rename them.
 """
 
 from __future__ import annotations

@@ -198,11 +198,13 @@ def _digit_pieces(mask: np.ndarray) -> tuple[tuple[np.ndarray, tuple[int, int]] 
         return None, "no ink found: the image looks blank"
     # the desk beyond the page's edge, shadows at the frame's edge: in touch with the frame over a
     # good part of its side (a digit's stroke that leaves the frame touches it over its width only)
-    frame = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
-    contact = np.bincount(frame, minlength=count).tolist()
     boxes = stats.tolist()  # [x, y, width, height, area] per label; plain Python from here on
+    area = [0] + [b[4] for b in boxes[1:]]
     edge = _EDGE_CONTACT * min(h, w)
-    area = [0] + [b[4] if contact[i] < edge else 0 for i, b in enumerate(boxes) if i > 0]
+    if any(x == 0 or y == 0 or x + bw == w or y + bh == h for x, y, bw, bh, _ in boxes[1:]):
+        frame = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+        contact = np.bincount(frame, minlength=count).tolist()
+        area = [0 if contact[i] >= edge else a for i, a in enumerate(area)]
     main = max(range(count), key=area.__getitem__)
     if area[main] <= 0:
         return None, "no ink found: only the edges of the page or shadows"

@@ -36,7 +36,8 @@ def test_bento_holds_service_models_and_pinned_packages(cpu_bento, served_models
     # what serving needs and nothing else: no training, tools, benchmarks, load tests or tests
     assert set(src) - {"bentofile.yaml"} == {"catalog", "preprocessing", "service"}, src
     requirements = open(os.path.join(root, "env", "python", "requirements.txt")).read()
-    for pin in ("tensorflow-cpu==2.21.0", "keras==3.15.1", "bentoml==1.4.40", "pillow==13.0.0"):
+    for pin in ("tensorflow-cpu==2.21.0", "keras==3.15.1", "bentoml==1.4.40", "pillow==13.0.0",
+                "opencv-python-headless==5.0.0.93"):
         assert pin in requirements
     dockerfile = open(os.path.join(root, "env", "docker", "Dockerfile")).read()
     assert "FROM python:3.11-slim" in dockerfile and "EXPOSE 3000" in dockerfile
