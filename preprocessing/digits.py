@@ -21,8 +21,9 @@ _DIGIT_CENTRE = 14.0  # ... and puts its centre of mass at pixel (14, 14).
 _MIN_PHOTO_SIDE = 100  # smaller images are digital drawings or MNIST itself: no paper lines, even light
 _WORK_MAX_SIDE = 256  # larger uploads are box-reduced to about this (speed; a digit needs far fewer)
 _BACKGROUND_SIDE = 96  # the paper's brightness is estimated on a copy about this small ...
-_CLOSING_SHARE = 1 / 4  # ... with a closing this share of its short side: wider than any stroke
-_MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light)
+_CLOSING_SHARE = 1 / 5  # ... with a closing (a square) this share of its short side: wider than any stroke
+_MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light) ...
+_MIN_INK = 0.3  # ... and the darkest ink at least this much (less: a blank page, a shadow's rim)
 _PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness
 _LINE_LENGTH_SHARE = 0.6  # a paper line spans at least this share of the frame ...
 _LINE_MAX_THICKNESS = 0.012  # ... and is at most this thick (share of the short side) ...
@@ -88,7 +89,7 @@ def _darkness(a: np.ndarray) -> np.ndarray:
         scale = _BACKGROUND_SIDE / min(h, w)
         small = cv2.resize(a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         k = int(min(small.shape) * _CLOSING_SHARE) | 1
-        envelope = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)),
+        envelope = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)),
                                     borderType=cv2.BORDER_REPLICATE).astype(np.float32)
         small = small.astype(np.float32)
         rough = 1.0 - small / np.maximum(envelope, 1.0)
@@ -218,7 +219,9 @@ def _remove_paper_lines(darkness: np.ndarray) -> bool:
     return found
 
 
-def _digit_pieces(mask: np.ndarray) -> tuple[tuple[np.ndarray, tuple[int, int]] | None, str | None]:
+def _digit_pieces(
+    mask: np.ndarray, darkness: np.ndarray
+) -> tuple[tuple[np.ndarray, tuple[int, int]] | None, str | None]:
     """The connected components that make the digit: (its mask cropped to its box, the box's
     top-left corner), or None and why not."""
     h, w = mask.shape
@@ -234,7 +237,13 @@ def _digit_pieces(mask: np.ndarray) -> tuple[tuple[np.ndarray, tuple[int, int]] 
     if photo and any(x == 0 or y == 0 or x + bw == w or y + bh == h for x, y, bw, bh, _ in boxes[1:]):
         frame = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
         contact = np.bincount(frame, minlength=count).tolist()
-        area = [0 if contact[i] >= edge else a for i, a in enumerate(area)]
+        for i, (x, y, bw, bh, _) in enumerate(boxes):
+            if i == 0 or not contact[i]:
+                continue
+            # a faint rim where a shadow's edge meets the frame is not ink either
+            faint = float(darkness[y : y + bh, x : x + bw][labels[y : y + bh, x : x + bw] == i].mean()) < _MIN_INK
+            if contact[i] >= edge or faint:
+                area[i] = 0
     main = max(range(count), key=area.__getitem__)
     if area[main] <= 0:
         return None, "no ink found: only the edges of the page or shadows"
@@ -331,14 +340,14 @@ def find_digit(image: Image.Image) -> Extracted:
         a = 255 - a
     darkness = _darkness(a)
     peak, cut = _threshold(darkness)
-    if peak < _MIN_CONTRAST:
+    if peak < _MIN_INK:
         return Extracted(empty, "no ink found: the image looks blank")
     if min(a.shape) >= _MIN_PHOTO_SIDE and _remove_paper_lines(darkness):
         peak, cut = _threshold(darkness)
-        if peak < _MIN_CONTRAST:
+        if peak < _MIN_INK:
             return Extracted(empty, "no digit found: only the lines of the paper")
     mask = (darkness > cut).astype(np.uint8)
-    found, reason = _digit_pieces(mask)
+    found, reason = _digit_pieces(mask, darkness)
     if found is None:
         return Extracted(empty, reason)
 

@@ -29,7 +29,7 @@ def find_sign(image: Image.Image) -> Extracted:
     f = Image.fromarray(np.asarray(square, dtype=np.float32))
     small = f.resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0)
     pixels = (np.clip(np.asarray(small, dtype=np.float32), 0, 255) / 255.0).astype(np.float32)
-    detail = float(np.std(pixels - cv2.GaussianBlur(pixels, (0, 0), 1.0)))
+    detail = float(cv2.meanStdDev(pixels - cv2.GaussianBlur(pixels, (0, 0), 1.0))[1][0, 0])
     if detail < _MIN_DETAIL:
         return Extracted(pixels, "no hand found: the frame is almost uniform (no edges or shapes)")
     return Extracted(pixels)
