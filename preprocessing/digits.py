@@ -314,10 +314,12 @@ def _fit_mnist(ink: np.ndarray) -> np.ndarray:
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     if (nh, nw) != (h, w):
         crop = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    moments = cv2.moments(crop)
-    if moments["m00"] <= 0:
+    # (not cv2.moments: it reads an array one or two columns wide, a narrow "1", as a contour)
+    mass = float(crop.sum())
+    if mass <= 0:
         return out
-    cy, cx = moments["m01"] / moments["m00"], moments["m10"] / moments["m00"]
+    cy = float(crop.sum(axis=1) @ np.arange(nh, dtype=np.float32)) / mass
+    cx = float(crop.sum(axis=0) @ np.arange(nw, dtype=np.float32)) / mass
     oy = min(max(math.floor(_DIGIT_CENTRE - cy + 0.5), 0), IMAGE_SIDE - nh)
     ox = min(max(math.floor(_DIGIT_CENTRE - cx + 0.5), 0), IMAGE_SIDE - nw)
     out[oy : oy + nh, ox : ox + nw] = crop

@@ -765,3 +765,13 @@ def test_prepare_upload_says_found():
     fingers[4:16, 8:11] = fingers[4:16, 14:17] = 230  # a hand has edges; the smooth blob alone has none
     hand = prepare_upload(encode(Image.fromarray(fingers).resize((280, 280)), "PNG"), ASL_SIGN)
     assert hand.found and hand.reason is None
+
+
+def test_a_narrow_one_is_centred_not_lost():
+    """A "1" that fits into 20x20 two pixels wide (cv2.moments would read it as a contour)."""
+    paper = np.full((300, 240), 228, np.uint8)
+    paper[60:250, 112:130] = 30
+    out = prepare_digit(Image.fromarray(paper))
+    assert out.max() == pytest.approx(1.0)
+    cy, cx = ink_centroid(out)
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
