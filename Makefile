@@ -20,7 +20,7 @@ QUIET_TF := TF_CPP_MIN_LOG_LEVEL=2
 HIDE_TF_NOISE := 2> >(grep --line-buffered -v -E '$(TF_NOISE)' >&2)
 endif
 
-.PHONY: setup train train-missing serve test bench-train bench-uploads bench-ood bench-hostile bento clean loadtest soak bench
+.PHONY: setup train train-missing serve test bench-train bench-uploads bench-photos bench-ood bench-hostile bento clean loadtest soak bench
 
 setup: $(STAMP)
 
@@ -48,6 +48,11 @@ bench-train: setup  ## train both models with the defaults and write reports/ben
 
 bench-uploads: train-missing  ## accuracy on raw test images vs the same images dressed as real uploads
 	$(PY) -m bench.uploads
+
+BASELINE ?=
+
+bench-photos: train-missing  ## hard photos and blank pages: accuracy, share flagged, CPU per upload (BASELINE=checkout for "before")
+	$(PY) -m bench.photos $(if $(BASELINE),--baseline $(BASELINE))
 
 bench-ood: train-missing  ## non-digits / non-signs vs real test images: share answered unsure or found false; writes reports/bench/ood.md
 	$(PY) -m bench.ood

@@ -1,168 +1,399 @@
-"""A photo, scan or drawing of a digit -> the MNIST-style 28x28 input (light ink on black, centred)."""
+"""A photo, scan or drawing of a digit -> the MNIST-style 28x28 input (light ink on black, centred).
+
+The ink is found the way a document scanner finds it, with OpenCV: even out the light (divide by
+the paper's brightness, estimated by a morphological closing), threshold, take away the ruled or
+squared lines of the paper, keep the digit's connected components, and bring the strokes to
+MNIST's width; then the MNIST recipe (fit into 20x20, centre of mass at (14, 14)).
+"""
 
 from __future__ import annotations
 
 import math
-
+import cv2
 import numpy as np
 from PIL import Image
 
 from preprocessing.decode import to_grayscale
-from preprocessing.vector import IMAGE_SIDE
+from preprocessing.vector import IMAGE_SIDE, Extracted
 
-# prepare_digit parameters (see its docstring).
 _DIGIT_BOX = 20  # MNIST fits the digit into 20x20 ...
 _DIGIT_CENTRE = 14.0  # ... and puts its centre of mass at pixel (14, 14).
-_WORK_MAX_SIDE = 1024  # larger uploads are box-reduced first (speed only)
-_MIN_INK_CONTRAST = 0.08  # below this (fraction of 0..255) the image is blank
-_INK_FRACTION = 0.1  # pixels above this fraction of the max are ink for the bbox
-
-
-def _edge_padded(a: np.ndarray) -> np.ndarray:
-    """``a`` with a one-pixel border repeating its edge (np.pad's "edge" mode, without its
-    per-call overhead, which dominated on 28x28 uploads)."""
-    h, w = a.shape
-    p = np.empty((h + 2, w + 2), a.dtype)
-    p[1:-1, 1:-1] = a
-    p[0, 1:-1], p[-1, 1:-1] = a[0], a[-1]
-    p[:, 0], p[:, -1] = p[:, 1], p[:, -2]
-    return p
-
-
-def _sum3x3(p: np.ndarray) -> np.ndarray:
-    """Sum over every 3x3 window of ``p`` (valid part: 2 smaller in each dimension), separably."""
-    rows = p[:-2] + p[1:-1]
-    rows += p[2:]
-    total = rows[:, :-2] + rows[:, 1:-1]
-    total += rows[:, 2:]
-    return total
-
-
-def _box3(a: np.ndarray) -> np.ndarray:
-    """3x3 mean filter (edge-padded)."""
-    total = _sum3x3(_edge_padded(a))
-    total /= 9.0
-    return total
-
-
-def _median(x: np.ndarray) -> float:
-    """np.median of a 1-d float array (same value), at a fraction of its per-call cost."""
-    n = x.size
-    k = n // 2
-    if n % 2:
-        return float(np.partition(x, k)[k])
-    part = np.partition(x, (k - 1, k))
-    return float((part[k - 1] + part[k]) / 2)
-
-
-def _percentile(x: np.ndarray, q: float) -> float:
-    """np.percentile(x, q) of a 1-d float array, default "linear" method (same value)."""
-    n = x.size
-    quantile = q / 100
-    virtual = n * quantile + (1 + quantile * -1) - 1
-    below = min(max(math.floor(virtual), 0), n - 1)
-    above = min(below + 1, n - 1)
-    part = np.partition(x, (below, above))
-    a, b = part[below], part[above]
-    t = virtual - below
-    diff = b - a
-    return float(b - diff * (1 - t) if t >= 0.5 else a + diff * t)
-
-
-def _border(a: np.ndarray) -> np.ndarray:
-    h, w = a.shape
-    b = max(1, round(min(h, w) * 0.03))
-    if 2 * b >= min(h, w):
-        return a.ravel()
-    return np.concatenate(
-        [a[:b].ravel(), a[-b:].ravel(), a[b:-b, :b].ravel(), a[b:-b, -b:].ravel()]
-    )
+_MIN_PHOTO_SIDE = 100  # smaller images are digital drawings or MNIST itself: no paper lines, even light
+_WORK_MAX_SIDE = 320  # larger uploads are box-reduced to at most this (speed; a digit needs far fewer)
+_BACKGROUND_SIDE = 96  # the paper's brightness is estimated on a copy about this small ...
+_CLOSING_SHARE = 1 / 5  # ... with a closing (a square) this share of its short side: wider than any stroke
+_MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light) ...
+_MIN_INK = 0.3  # ... and the darkest ink at least this much (less: a blank page, a shadow's rim)
+_PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness
+_LINE_LENGTH_SHARE = 0.6  # a paper line spans at least this share of the frame ...
+_LINE_MAX_THICKNESS = 0.012  # ... and is at most this thick (share of the short side) ...
+_LINE_MIN_CONTRAST = 0.04  # ... and at least this much darker than the paper
+_EDGE_CONTACT = 0.1  # pieces touching the frame's edge over this share of its short side are not ink
+_GROUP_GAP = 0.35  # pieces within this share of the digit's size belong to it
+_MIN_PIECE_MASS = 0.03  # pieces with less ink than this share of the largest are specks
+_INK_FLOOR = 0.0  # the soft ink starts at this share of the mask threshold
+_MIN_DIGIT_SIZE = 0.04  # a digit is at least this share of the image's short side ...
+_MIN_DIGIT_PIXELS = 6  # ... and this many work pixels high or wide
+# Stroke width in the 20x20 box (2 * area / contour length of the ink above half intensity): MNIST's
+# 1st-99th percentile is 1.3-4.5 px, its 10th-90th 1.8-3.3; strokes outside the first range (MNIST
+# has its own bold and thin digits, which the model knows) are brought to the second's edge.
+_STROKE_RANGE = (1.3, 4.5)
+_STROKE_TARGET = (1.8, 3.3)
 
 
 def _work_array(image: Image.Image) -> np.ndarray:
+    """The image as uint8, box-reduced by an integer factor to about ``_WORK_MAX_SIDE`` at most."""
     gray = image if image.mode == "L" else to_grayscale(image)
-    side = max(gray.size)
-    if side > _WORK_MAX_SIDE:
-        gray = gray.reduce(math.ceil(side / _WORK_MAX_SIDE))
-    a = np.array(gray, dtype=np.float32)
-    a /= 255.0  # in place (large uploads: one pass and one array fewer)
-    return a
+    factor = math.ceil(max(gray.size) / _WORK_MAX_SIDE)
+    if factor >= 2:
+        gray = gray.reduce(factor)
+    return np.asarray(gray, dtype=np.uint8)
 
 
-def _ink_bbox(a: np.ndarray, peak=None) -> tuple[int, int, int, int] | None:
-    """Bounding box (y0, y1, x0, x1) of the ink, ignoring isolated specks (``peak``: a.max())."""
-    mask = a > _INK_FRACTION * (a.max() if peak is None else peak)
-    # a pixel counts if at least two of its 8 neighbours are ink too: drops
-    # single-pixel noise and specks but keeps 1-px-wide strokes
+def _percentiles(counts: np.ndarray, shares: tuple[float, ...]) -> list[int]:
+    """Grey levels at ``shares`` (0..1) of a 256-bin histogram."""
+    cumulative = np.cumsum(counts)
+    return np.searchsorted(cumulative, np.asarray(shares) * cumulative[-1]).tolist()
+
+
+def _ink_is_dark(a: np.ndarray) -> bool:
+    """Dark ink on light paper (photos, scans, the web canvas) or light ink on dark (MNIST itself)?
+
+    Light ink needs an evenly dark background, as digital images have (a border band whose
+    middle half is within 32 grey levels, median below mid-grey), and a light extreme further
+    from it than the dark one. Photos, with their uneven light, count as dark ink on paper.
+    """
+    h, w = a.shape
+    b = max(1, round(min(h, w) * 0.05))
+    border = np.concatenate([a[:b].ravel(), a[-b:].ravel(), a[:, :b].ravel(), a[:, -b:].ravel()])
+    q1, background, q3 = _percentiles(np.bincount(border, minlength=256), (0.25, 0.5, 0.75))
+    if background >= 128 or q3 - q1 > 32:
+        return True
+    lo, hi = _percentiles(np.bincount(a.ravel(), minlength=256), (0.005, 0.995))
+    return background - lo >= hi - background
+
+
+def _darkness(a: np.ndarray) -> np.ndarray:
+    """How much darker than its paper each pixel is: 0 (paper) .. 1 (black), float32.
+
+    The paper's brightness comes from a small copy: a morphological closing (the ink taken away)
+    gives an upper envelope, and the local mean of the pixels that are paper by the envelope's
+    account (normalised convolution) follows gradients, vignettes and soft shadows, where the
+    envelope alone would lie above the paper. Dividing by it evens out the light. Small images
+    (digital drawings, MNIST itself) have one paper level.
+    """
+    h, w = a.shape
+    if min(h, w) < _MIN_PHOTO_SIDE:
+        paper = np.float32(max(_percentiles(np.bincount(a.ravel(), minlength=256), (0.9,))[0], 1))
+    else:
+        scale = _BACKGROUND_SIDE / min(h, w)
+        small = cv2.resize(a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        k = int(min(small.shape) * _CLOSING_SHARE) | 1
+        envelope = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)),
+                                    borderType=cv2.BORDER_REPLICATE).astype(np.float32)
+        small = small.astype(np.float32)
+        rough = 1.0 - small / np.maximum(envelope, 1.0)
+        paper_weight = (rough < max(_MIN_CONTRAST, _PEAK_SHARE * float(rough.max()))).astype(np.float32)
+        paper_weight = cv2.erode(paper_weight, np.ones((3, 3), np.uint8))
+        sigma = min(small.shape) * 0.025
+        paper = (cv2.GaussianBlur(small * paper_weight, (0, 0), sigma) + 0.05 * envelope) / (
+            cv2.GaussianBlur(paper_weight, (0, 0), sigma) + 0.05)
+        paper = cv2.resize(np.maximum(paper, 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    darkness = paper - a
+    darkness /= paper
+    return np.maximum(darkness, 0.0, out=darkness)
+
+
+def _threshold(darkness: np.ndarray) -> tuple[float, float]:
+    """(peak, cut): the ink's darkness (robust maximum) and the mask threshold."""
+    smooth = cv2.blur(darkness, (3, 3))
+    peak = float(smooth.max())
+    return peak, max(_MIN_CONTRAST, _PEAK_SHARE * peak)
+
+
+def _line_centres(rhos: np.ndarray, width: int) -> list[float]:
+    """One distance per line: the Hough transform answers a few neighbouring ones for each."""
+    groups: list[list[float]] = []
+    for rho in np.sort(rhos):
+        if groups and rho - groups[-1][-1] <= width:
+            groups[-1].append(float(rho))
+        else:
+            groups.append([float(rho)])
+    return [float(np.mean(g)) for g in groups]
+
+
+def _crosses_frame(candidates: np.ndarray, rho: float, theta: float) -> bool:
+    """Does the line (``rho``, ``theta``) run through ``candidates`` from edge to edge of the frame
+    (covered over half its length, and within 15 % of both ends)? A digit's long straight stroke
+    (a 1, a 7) ends inside the frame; a paper line does not (or only at the page's edge)."""
+    h, w = candidates.shape
+    c, s = math.cos(theta), math.sin(theta)
+    if abs(s) >= abs(c):  # along the rows: one point per column
+        xs = np.arange(w, dtype=np.float32)
+        ys = (rho - xs * c) / s
+    else:
+        ys = np.arange(h, dtype=np.float32)
+        xs = (rho - ys * s) / c
+    inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
+    if inside.sum() < 2:
+        return False
+    covered = candidates[np.rint(ys[inside]).astype(int), np.rint(xs[inside]).astype(int)] > 0
+    where = np.flatnonzero(covered)
+    n = covered.size
+    return covered.mean() >= 0.5 and where.size > 0 and where[0] <= 0.15 * n and where[-1] >= 0.85 * n
+
+
+def _ruling(found: list[float], theta: float, shape: tuple[int, int], width: int) -> list[float]:
+    """The distances of a family of parallel paper lines, with the evenly spaced ones the Hough
+    transform could not see whole (cut short by the frame's corners) added when the found ones
+    are evenly spaced (``width``: a line's band)."""
+    if len(found) < 3:
+        return found
+    gaps = np.diff(found)
+    spacing = float(np.median(gaps))
+    if spacing < 2 * width or gaps.min() < 0.8 * spacing or gaps.max() > 1.2 * spacing:
+        return found
+    h, w = shape
+    corners = [x * math.cos(theta) + y * math.sin(theta) for x, y in ((0, 0), (w, 0), (0, h), (w, h))]
+    lines = list(found)
+    rho = found[0] - spacing
+    while rho >= min(corners):
+        lines.append(rho)
+        rho -= spacing
+    rho = found[-1] + spacing
+    while rho <= max(corners):
+        lines.append(rho)
+        rho += spacing
+    return lines
+
+
+def _remove_paper_lines(darkness: np.ndarray) -> bool:
+    """Take ruled / squared paper lines out of ``darkness`` (in place); True when there were any.
+
+    A paper line is a thin, straight structure across the frame from edge to edge, within 15
+    degrees of horizontal or vertical: it is found by a Hough transform among the thin structures (a
+    morphological top-hat) of a half-size copy; the evenly spaced lines of a ruling that the frame's
+    corners cut short are added. Along it, pixels about as dark as the line lose the
+    line's darkness; ink much darker than the line (where the digit crosses it) stays as it is.
+    """
+    h, w = darkness.shape
+    half = cv2.resize(darkness, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    short = min(half.shape)
+    k = max(3, int(2 * _LINE_MAX_THICKNESS * short) | 1)  # wider than any paper line
+    thin = cv2.morphologyEx(half, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    level = max(_LINE_MIN_CONTRAST, 4.0 * float(np.median(thin[::4, ::4])))
+    candidates = (thin > level).astype(np.uint8)
+    near_candidates = cv2.dilate(candidates, np.ones((3, 3), np.uint8))  # (a line's centre may be off by a pixel)
+    tilt = np.deg2rad(15)
+    band = np.zeros((h, w), np.uint8)
+    centre = np.zeros((h, w), np.uint8)
+    found = False
+    for extent, low, high in ((half.shape[1], np.pi / 2 - tilt, np.pi / 2 + tilt),  # along the rows
+                              (half.shape[0], 0.0, tilt), (half.shape[0], np.pi - tilt, np.pi)):  # columns
+        lines = cv2.HoughLines(candidates, 1, np.pi / 360, int(_LINE_LENGTH_SHARE * extent),
+                               min_theta=low, max_theta=high)
+        if lines is None:
+            continue
+        theta = float(np.median(lines[:, 0, 1]))
+        across = [rho for rho in _line_centres(lines[:, 0, 0], k) if _crosses_frame(near_candidates, rho, theta)]
+        if not across:
+            continue
+        for rho in _ruling(across, theta, half.shape, k):
+            c, s = math.cos(theta), math.sin(theta)
+            x0, y0 = 2 * rho * c, 2 * rho * s  # back to full size
+            reach = 2 * max(h, w)
+            ends = (int(x0 - reach * s), int(y0 + reach * c)), (int(x0 + reach * s), int(y0 - reach * c))
+            cv2.line(band, *ends, 1, thickness=2 * k + 1)
+            cv2.line(centre, *ends, 1, thickness=1)
+        found = True
+    if found:
+        # the lines' own darkness: along their centres (where the digit covers a small part of
+        # their length), the darkest pixel nearby
+        near = cv2.dilate(darkness, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))[centre.astype(bool)]
+        line_level = float(np.median(near))
+        on_band = band.astype(bool)
+        values = darkness[on_band]
+        faint = values < 2.0 * line_level
+        values[faint] -= np.minimum(values[faint], 1.2 * line_level)
+        darkness[on_band] = values
+    return found
+
+
+def _digit_pieces(
+    mask: np.ndarray, darkness: np.ndarray
+) -> tuple[tuple[np.ndarray, tuple[int, int]] | None, str | None]:
+    """The connected pieces of ink that make the digit: (its mask cropped to its box, the box's
+    top-left corner), or None and why not.
+
+    The pieces are the outer contours of the mask (an order of magnitude faster than labelling
+    every pixel); a piece's size is its pixel count, estimated as the contour's area plus half
+    its length.
+    """
     h, w = mask.shape
-    p = np.zeros((h + 2, w + 2), np.int8)
-    p[1:-1, 1:-1] = mask
-    mask &= _sum3x3(p) >= 3
-    if not mask.any():
-        return None  # only specks: no ink
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None, "no ink found: the image looks blank"
+    boxes = [cv2.boundingRect(c) for c in contours]
+    area = [cv2.contourArea(c) + cv2.arcLength(c, True) / 2 + 1 for c in contours]
+    if min(h, w) >= _MIN_PHOTO_SIDE:  # (in a small digital image a stroke may run along the edge)
+        # the desk beyond the page's edge, shadows at the frame's edge: in touch with the frame over
+        # a good part of its side (a digit's stroke that leaves the frame touches it over its
+        # width only), or faint where they touch it (the rim where a shadow's edge meets the frame)
+        edge = _EDGE_CONTACT * min(h, w)
+        largest = max(area)
+        for i, (x, y, bw, bh) in enumerate(boxes):
+            if area[i] < _MIN_PIECE_MASS * largest or not (x == 0 or y == 0 or x + bw == w or y + bh == h):
+                continue
+            piece = mask[y : y + bh, x : x + bw]
+            contact = (int(piece[0].sum()) if y == 0 else 0) + (int(piece[-1].sum()) if y + bh == h else 0) + (
+                int(piece[:, 0].sum()) if x == 0 else 0) + (int(piece[:, -1].sum()) if x + bw == w else 0)
+            faint = float(darkness[y : y + bh, x : x + bw][piece > 0].mean()) < _MIN_INK
+            if contact >= edge or faint:
+                area[i] = 0
+    main = max(range(len(area)), key=area.__getitem__)
+    if area[main] <= 0:
+        return None, "no ink found: only the edges of the page or shadows"
+    keep = [i for i in range(len(area)) if i != main and area[i] >= _MIN_PIECE_MASS * area[main]]
+    x0, y0, bw, bh = boxes[main]
+    x1, y1 = x0 + bw, y0 + bh
+    chosen = [main]
+    changed = True
+    while changed:  # grow the digit by the pieces near it
+        changed = False
+        gap = _GROUP_GAP * max(x1 - x0, y1 - y0)
+        for i in keep:
+            if i in chosen:
+                continue
+            x, y, bw, bh = boxes[i]
+            if max(x0 - (x + bw), x - x1, y0 - (y + bh), y - y1) <= gap:
+                chosen.append(i)
+                x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x + bw), max(y1, y + bh)
+                changed = True
+    size = max(x1 - x0, y1 - y0)
+    if size < max(_MIN_DIGIT_PIXELS, _MIN_DIGIT_SIZE * min(h, w)):
+        return None, "no digit found: only specks or marks too small to be a digit"
+    # the chosen pieces, filled, and the mask again inside them (their holes: a 0's, an 8's loops)
+    digit = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.drawContours(digit, [contours[i] for i in chosen], -1, 1, thickness=cv2.FILLED, offset=(-x0, -y0))
+    digit &= mask[y0:y1, x0:x1]
+    return (digit, (y0, x0)), None
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width in pixels: 2 * area / contour length."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    perimeter = sum(cv2.arcLength(c, True) for c in contours)
+    return 2.0 * float(np.count_nonzero(mask)) / max(perimeter, 1.0)
+
+
+def _normalise_strokes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Thin blobby strokes (a small digit drawn with a thick pen) and thicken hairlines to MNIST's width."""
+    h, w = mask.shape
+    size = max(h, w)
+    width = _stroke_width(mask)
+    in_box = width * _DIGIT_BOX / size
+    if _STROKE_RANGE[0] <= in_box <= _STROKE_RANGE[1]:
+        return ink
+    target = _STROKE_TARGET[1] if in_box > _STROKE_RANGE[1] else _STROKE_TARGET[0]
+    # erode/dilate by r on each side: (width - 2r) * 20 / (size - 2r) = target
+    two_r = (width - target * size / _DIGIT_BOX) / (1 - target / _DIGIT_BOX)
+    r = int(round(abs(two_r) / 2))
+    if r < 1:
+        return ink
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    if two_r > 0:
+        return cv2.erode(ink, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    padded = cv2.copyMakeBorder(ink, r, r, r, r, cv2.BORDER_CONSTANT, value=0)
+    return cv2.dilate(padded, kernel)
+
+
+def _fit_mnist(ink: np.ndarray) -> np.ndarray:
+    """The MNIST recipe: fit into 20x20 keeping the aspect ratio, centre of mass at (14, 14)."""
+    out = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32)
+    rows = np.flatnonzero((ink > 0.1).any(axis=1))
+    cols = np.flatnonzero((ink > 0.1).any(axis=0))
+    if not rows.size:
+        return out
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    scale = _DIGIT_BOX / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    if (nh, nw) != (h, w):
+        crop = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    # (not cv2.moments: it reads an array one or two columns wide, a narrow "1", as a contour)
+    mass = float(crop.sum())
+    if mass <= 0:
+        return out
+    cy = float(crop.sum(axis=1) @ np.arange(nh, dtype=np.float32)) / mass
+    cx = float(crop.sum(axis=0) @ np.arange(nw, dtype=np.float32)) / mass
+    oy = min(max(math.floor(_DIGIT_CENTRE - cy + 0.5), 0), IMAGE_SIDE - nh)
+    ox = min(max(math.floor(_DIGIT_CENTRE - cx + 0.5), 0), IMAGE_SIDE - nw)
+    out[oy : oy + nh, ox : ox + nw] = crop
+    np.maximum(out, 0.0, out=out)  # (linear enlarging never overshoots; this keeps it so)
+    peak = out.max()
+    if peak > 0:
+        out *= 1.0 / peak
+    return out
+
+
+def find_digit(image: Image.Image) -> Extracted:
+    """Find the digit in a photo, scan or drawing and make it MNIST-like (see ``prepare_digit``).
+
+    ``reason`` says in words why there is nothing to classify (a blank page, only specks, only
+    paper lines or shadows); then ``pixels`` is all zeros.
+    """
+    empty = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32)
+    a = _work_array(image)
+    if not _ink_is_dark(a):
+        a = 255 - a
+    darkness = _darkness(a)
+    peak, cut = _threshold(darkness)
+    if peak < _MIN_INK:
+        return Extracted(empty, "no ink found: the image looks blank")
+    if min(a.shape) >= _MIN_PHOTO_SIDE and _remove_paper_lines(darkness):
+        peak, cut = _threshold(darkness)
+        if peak < _MIN_INK:
+            return Extracted(empty, "no digit found: only the lines of the paper")
+    mask = (darkness > cut).astype(np.uint8)
+    found, reason = _digit_pieces(mask, darkness)
+    if found is None:
+        return Extracted(empty, reason)
+
+    digit, (y0, x0) = found
+    h, w = digit.shape
+    pad = 2  # room for the soft edge
+    top, left = min(y0, pad), min(x0, pad)
+    digit = cv2.copyMakeBorder(digit, top, pad, left, pad, cv2.BORDER_CONSTANT, value=0)
+    darkness = darkness[y0 - top : y0 + h + pad, x0 - left : x0 + w + pad]
+    digit = digit[: darkness.shape[0], : darkness.shape[1]]
+    values = darkness[digit > 0]
+    core = float(np.partition(values, int(0.9 * (values.size - 1)))[int(0.9 * (values.size - 1))])
+    floor = _INK_FLOOR * cut
+    ink = darkness - floor
+    ink *= 1.0 / max(core - floor, 1e-3)
+    np.minimum(np.maximum(ink, 0.0, out=ink), 1.0, out=ink)
+    ink *= cv2.dilate(digit, np.ones((3, 3), np.uint8))  # the digit and its soft edge, nothing else
+    ink = _normalise_strokes(ink, digit)
+    return Extracted(_fit_mnist(ink))
 
 
 def prepare_digit(image: Image.Image) -> np.ndarray:
     """Normalise a digit image the way MNIST was made -> (28, 28) float32 in 0..1.
 
-    1. Polarity: the background level is the median of a thin border band;
-       if the image's dark extreme is further from it than its light extreme,
-       the ink is dark (paper scan / photo) and the image is inverted, so the
-       result is always light ink on a dark background.
-    2. Background removal: subtract a robust upper level of the border
-       (median + 5 MAD, at most its 99th percentile) so grey or unevenly lit
-       paper and JPEG noise go to 0.
-    3. Crop to the ink's bounding box (pixels above 10% of the max, isolated
-       specks ignored; specks alone count as blank), fit it into 20x20 keeping the aspect ratio (Lanczos,
-       i.e. area-antialiased downsampling), and paste it into 28x28 so that
-       its centre of mass lies at pixel (14, 14) (integer shift, as MNIST).
-    4. Scale so the brightest pixel is 1.
+    1. Polarity: dark ink on light paper is the usual case; light ink on a dark background
+       (MNIST itself) is inverted first.
+    2. Light: the paper's brightness (a morphological closing of a small copy, wider than any
+       stroke) divides the image, so gradients, vignettes and soft shadows go away; what is left
+       is each pixel's darkness relative to its paper.
+    3. Ink mask: darker than 45 % of the ink's own darkness and at least 20 % darker than the
+       paper; ruled or squared paper lines (straight, thin, across the frame) are subtracted.
+    4. The digit: the connected component with the most ink and the pieces near it; specks,
+       the page's edges and shadow borders along the frame are left out.
+    5. Strokes much wider or thinner than MNIST's (relative to the digit's size) are eroded or
+       dilated to MNIST's width.
+    6. Fit into 20x20 keeping the aspect ratio (area-averaged), centre of mass at (14, 14) in
+       28x28, brightest pixel 1.
 
-    An image without ink (contrast below 8% of full scale) gives all zeros.
+    Nothing to classify gives all zeros (``find_digit`` says why).
     """
-    a = _work_array(image)
-    out = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
-
-    smooth = _box3(a)  # decisions on a smoothed copy: robust to noise pixels
-    bg = _median(_border(smooth))
-    lo, hi = float(smooth.min()), float(smooth.max())
-    dark_ink = (bg - lo) > (hi - bg) if (bg - lo) != (hi - bg) else bg > 0.5
-    if dark_ink:
-        np.subtract(1.0, a, out=a)
-
-    border = _border(a)
-    med = _median(border)
-    spread = 1.4826 * _median(np.abs(border - med))
-    cut = max(med, min(_percentile(border, 99), med + 5.0 * spread))
-    a -= cut
-    np.maximum(a, 0.0, out=a)  # np.clip(a - cut, 0, None), in place
-    peak = a.max()
-    if float(peak) < _MIN_INK_CONTRAST:
-        return out
-
-    bbox = _ink_bbox(a, peak)
-    if bbox is None:
-        return out
-    y0, y1, x0, x1 = bbox
-    crop = a[y0:y1, x0:x1]
-    h, w = crop.shape
-    scale = _DIGIT_BOX / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    patch_img = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32))
-    if (nw, nh) != (w, h):
-        patch_img = patch_img.resize((nw, nh), Image.Resampling.LANCZOS)
-    patch = np.clip(np.asarray(patch_img, dtype=np.float32), 0.0, None)
-    mass = float(patch.sum())
-    if mass <= 0:
-        return out
-
-    ys, xs = np.indices(patch.shape)
-    cy = float((patch * ys).sum()) / mass
-    cx = float((patch * xs).sum()) / mass
-    oy = min(max(math.floor(_DIGIT_CENTRE - cy + 0.5), 0), IMAGE_SIDE - nh)
-    ox = min(max(math.floor(_DIGIT_CENTRE - cx + 0.5), 0), IMAGE_SIDE - nw)
-    out[oy : oy + nh, ox : ox + nw] = patch
-    return np.clip(out / out.max(), 0.0, 1.0).astype(np.float32)
+    return find_digit(image).pixels

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 IMAGE_SIDE = 28
 VECTOR_LENGTH = IMAGE_SIDE * IMAGE_SIDE
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What a preprocessor made of an image: the 28x28 input and, when there is nothing to classify
+    (a blank page, no ink or hand of plausible size), why in words (``reason``; None when found)."""
+
+    pixels: np.ndarray  # (28, 28) float32 in 0..1
+    reason: str | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.reason is None
 
 
 def pixels_to_model_input(pixels) -> np.ndarray:

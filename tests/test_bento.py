@@ -37,7 +37,8 @@ def test_bento_holds_service_models_and_pinned_packages(cpu_bento, served_models
     assert set(src) - {"bentofile.yaml"} == {"catalog", "preprocessing", "service"}, src
     requirements = open(os.path.join(root, "env", "python", "requirements.txt")).read()
     # serving needs no training stack: Keras on JAX, no TensorFlow
-    for pin in ("jax==0.10.2", "jaxlib==0.10.2", "keras==3.15.1", "bentoml==1.4.40", "pillow==13.0.0"):
+    for pin in ("jax==0.10.2", "jaxlib==0.10.2", "keras==3.15.1", "bentoml==1.4.40", "pillow==13.0.0",
+                "opencv-python-headless==5.0.0.93"):
         assert pin in requirements.splitlines()
     assert "tensorflow" not in requirements
     dockerfile = open(os.path.join(root, "env", "docker", "Dockerfile")).read()
