@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from tools.uploads import check_pixels
 from training import lighting
 
 _RENDER_MAX_SIDE = 900  # the page is drawn at most this large, then scaled to the frame size
@@ -156,7 +157,7 @@ def _page(pixels28: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
 
 def digit_photo(pixels28: np.ndarray, rng: np.random.Generator) -> bytes:
     """A 28x28 uint8 MNIST image (light ink on black) as a hard phone photo of the digit on paper: JPEG bytes."""
-    return _jpeg(_page(_check(pixels28), rng), rng)
+    return _jpeg(_page(check_pixels(pixels28), rng), rng)
 
 
 def blank_page(rng: np.random.Generator) -> bytes:
@@ -181,7 +182,7 @@ def sign_photo(pixels28: np.ndarray, rng: np.random.Generator) -> bytes:
     its edge), so the centre square is the hand as the data set framed it.
     """
     side = int(rng.integers(200, 801))
-    a = cv2.resize(_check(pixels28).astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
+    a = cv2.resize(check_pixels(pixels28).astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
     margin = int(side * rng.uniform(0.0, 0.25))
     a = np.pad(a, ((0, 0), (margin, margin)) if rng.random() < 0.5 else ((margin, margin), (0, 0)), mode="edge")
     return _jpeg(_sign_frame(a, rng), rng, (70, 95))
@@ -195,12 +196,3 @@ def blank_frame(rng: np.random.Generator) -> bytes:
     texture = rng.normal(0.0, rng.uniform(2, 12), (6, 6)).astype(np.float32)
     a = level + cv2.resize(texture, (w, h), interpolation=cv2.INTER_CUBIC)
     return _jpeg(_sign_frame(np.clip(a, 0, 255), rng), rng, (70, 95))
-
-
-def _check(pixels28: np.ndarray) -> np.ndarray:
-    a = np.asarray(pixels28)
-    if a.shape == (784,):
-        a = a.reshape(28, 28)
-    if a.shape != (28, 28):
-        raise ValueError(f"expected a 28x28 image, got shape {a.shape}")
-    return np.clip(a, 0, 255).astype(np.uint8)

@@ -16,7 +16,8 @@ from preprocessing import ASL_SIGN, MNIST_DIGIT
 _LOSSY = {"JPEG": (70, 95), "WEBP": (70, 95)}
 
 
-def _check_pixels(pixels28: np.ndarray) -> np.ndarray:
+def check_pixels(pixels28: np.ndarray) -> np.ndarray:
+    """A 28x28 (or 784) image as uint8 28x28, clipped to 0-255; ValueError for another shape."""
     a = np.asarray(pixels28)
     if a.shape == (784,):
         a = a.reshape(28, 28)
@@ -41,7 +42,7 @@ def _encode(img: Image.Image, fmt: str, rng: np.random.Generator | None) -> byte
 
 def encode_plain(pixels28: np.ndarray, fmt: str = "PNG") -> bytes:
     """The raw 28x28 grayscale image as a file in ``fmt`` (lossy formats at quality 90)."""
-    return _encode(Image.fromarray(_check_pixels(pixels28)), fmt, None)
+    return _encode(Image.fromarray(check_pixels(pixels28)), fmt, None)
 
 
 def _upscale(a: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -115,7 +116,7 @@ def dress_as_upload(
     ``fmt`` is a Pillow format name (JPEG/WEBP get a random quality 70..95),
     or "random" for PNG or JPEG. Deterministic for a given ``rng`` state.
     """
-    pixels = _check_pixels(pixels28)
+    pixels = check_pixels(pixels28)
     if kind == MNIST_DIGIT:
         img = _dress_digit(pixels, rng)
     elif kind == ASL_SIGN:
