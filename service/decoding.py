@@ -7,6 +7,10 @@ loop -- only its first ``INLINE_DECODE_BYTES``, so the parse is bounded -- and w
 small and its work too, decodes and preprocesses it there (a few ms). Every other upload goes to
 one of ``DECODE_PROCESSES`` child processes (``python -m service.decoding``):
 
+* light PNG and JPEG uploads (work known from the header and at most :data:`LIGHT_WORK`, at most
+  :data:`THREAD_BYTES`) are decoded by one of ``DECODE_THREADS`` threads instead: their decoders are
+  C code that releases the GIL, and a process round trip cost ~3 ms of CPU and several event-loop
+  turns per upload, which under load made these uploads the p99 (and their waits 503s);
 * the event loop stays free (Pillow's header parsers and its BMP RLE decoder are Python code that
   holds the GIL; in a thread they cut the loop's throughput ~5x);
 * at most ``DECODE_QUEUE`` uploads wait for a process, each at most ``DECODE_TIMEOUT_MS``; beyond
@@ -25,17 +29,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import os
 import signal
 import struct
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from preprocessing import ImageError, ImageTooLarge, Prepared, inspect_image, prepare_upload
+from preprocessing import Declared, ImageError, ImageTooLarge, Prepared, inspect_image, prepare_upload
 
 logger = logging.getLogger("bentoml.digits_and_signs")
 
@@ -45,6 +51,11 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 BATCH_WORK_FACTOR = 4
 #: Decode work (grey pixels) up to which a decode is light: tens of milliseconds at most.
 LIGHT_WORK = 4_000_000
+#: Largest light upload decoded in a thread: bounds the Python-level work a file can add to its
+#: pixels (e.g. PNG chunks, read one by one in Python while holding the GIL).
+THREAD_BYTES = 512 * 1024
+#: Formats whose decoders are C code that releases the GIL (the others go to a process).
+THREAD_FORMATS = frozenset({"PNG", "JPEG"})
 
 
 class DecodeBusy(Exception):
@@ -75,12 +86,13 @@ class DecodeLimits:
     timeout_s: float
     inline_bytes: int
     inline_work: int
+    threads: int = 0
 
     @classmethod
     def from_settings(cls, settings) -> "DecodeLimits":
         return cls(settings.max_image_pixels, settings.max_jpeg_pixels, settings.decode_processes,
                    settings.decode_queue, settings.decode_timeout_ms / 1000, settings.inline_decode_bytes,
-                   settings.inline_decode_pixels)
+                   settings.inline_decode_pixels, settings.decode_threads)
 
     @property
     def image(self) -> dict:
@@ -113,6 +125,10 @@ class UploadDecoder:
         self._waiting = 0
         self._starting: asyncio.Task | None = None
         self._heavy = asyncio.Semaphore(max(1, limits.processes - 1))
+        self._thread_slots = asyncio.Semaphore(max(1, limits.threads))
+        self._thread_waiting = 0
+        self._threads = (ThreadPoolExecutor(limits.threads, thread_name_prefix="decoder")
+                         if limits.threads else None)
 
     @property
     def batch_limit(self) -> int:
@@ -126,26 +142,52 @@ class UploadDecoder:
         Raises ImageError / ImageTooLarge for bad uploads, :class:`DecodeBusy` when overloaded.
         """
         limits = self.limits
-        work = self._work(data)
+        declared = self._inspect(data)
+        work = declared.work if declared else None
         if work is not None:
             if error := _over_budget(work, budget, self.batch_limit):
                 raise error
             if work <= limits.inline_work and len(data) <= limits.inline_bytes:
                 return prepare_upload(data, preprocessing, **limits.image), work
+            if (self._threads and work <= LIGHT_WORK and len(data) <= THREAD_BYTES
+                    and declared.format in THREAD_FORMATS):
+                return await self._in_thread(data, preprocessing), work
         return await self._in_child(data, preprocessing, budget, heavy=work is None or work > LIGHT_WORK)
 
-    def _work(self, data: bytes) -> int | None:
-        """The upload's decode work from a header within its first ``inline_bytes`` (a bounded parse,
-        cheap enough for the event loop); None when the header goes on past them (the decoder
-        process will tell). Raises ImageError / ImageTooLarge when the header says so."""
+    def _inspect(self, data: bytes) -> Declared | None:
+        """The upload's header, read from its first ``inline_bytes`` (a bounded parse, cheap enough
+        for the event loop); None when the header goes on past them (the decoder process will
+        tell). Raises ImageError / ImageTooLarge when the header says so."""
         try:
-            return inspect_image(data, **self.limits.image, header_bytes=self.limits.inline_bytes).work
+            return inspect_image(data, **self.limits.image, header_bytes=self.limits.inline_bytes)
         except ImageTooLarge:
             raise
         except ImageError:
             if len(data) <= self.limits.inline_bytes:
                 raise  # the whole file was read: it is not an image
             return None
+
+    def _work(self, data: bytes) -> int | None:
+        declared = self._inspect(data)
+        return declared.work if declared else None
+
+    async def _in_thread(self, data: bytes, preprocessing: str) -> Prepared:
+        """Decode in one of the worker's decoder threads; as many may wait as for a process."""
+        if self._thread_slots.locked() and self._thread_waiting >= self.limits.queue:
+            raise DecodeBusy()
+        self._thread_waiting += 1
+        try:
+            async with asyncio.timeout(self.limits.timeout_s):
+                await self._thread_slots.acquire()
+        except TimeoutError:
+            raise DecodeBusy() from None
+        finally:
+            self._thread_waiting -= 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._threads, functools.partial(prepare_upload, data, preprocessing, **self.limits.image))
+        finally:
+            self._thread_slots.release()
 
     def price_batch(self, uploads: list[bytes]) -> None:
         """Check a batch's decode work from its uploads' headers (those within their first
@@ -229,6 +271,8 @@ class UploadDecoder:
         for child in children:
             child.kill()
         await asyncio.gather(*(child.process.wait() for child in children), return_exceptions=True)
+        if self._threads:
+            self._threads.shutdown(wait=False)
 
 
 class _ChildDied(Exception):
@@ -248,6 +292,7 @@ class _Child:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "service.decoding", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, env=env, cwd=_ROOT)
+        _widen_pipe(process.stdin)
         return cls(process)
 
     async def call(self, request: dict, data: bytes, timeout: float) -> tuple[Prepared, int]:
@@ -267,6 +312,18 @@ class _Child:
                 self.process.kill()
             except ProcessLookupError:
                 pass
+
+
+def _widen_pipe(stream: asyncio.StreamWriter, size: int = 1 << 20) -> None:
+    """Let the pipe to a child hold a whole upload (Linux: up to 1 MiB without privileges), so it is
+    written in one event-loop turn rather than in 64 KiB steps, each waiting for a turn of a busy
+    loop. Elsewhere the default stays."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.transport.get_extra_info("pipe").fileno(), fcntl.F_SETPIPE_SZ, size)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def _write_frame(stream, payload: bytes) -> None:

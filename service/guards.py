@@ -255,8 +255,9 @@ class Guard:
             # must keep an average of MIN_BODY_RATE
             due = min(now + self.body_timeout_s, max(start + self.body_timeout_s, start + received / MIN_BODY_RATE))
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, due - now))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout_at(due):  # a timer, not a task per chunk as wait_for makes
+                    message = await receive()
+            except TimeoutError:
                 raise _BodyProblem(408, (
                     f"the request body did not arrive in time ({received} of "
                     f"{declared.decode() + ' declared' if declared else 'an unknown number of'} bytes): "

@@ -43,7 +43,10 @@ class Settings:
     inline_decode_pixels: int = _env("INLINE_DECODE_PIXELS", 250_000,
                                      "decode work (grey pixels) up to which a small upload is decoded on the event loop")
     decode_processes: int = _env("DECODE_PROCESSES", 2, "decoder processes per worker (costly uploads)")
-    decode_queue: int = _env("DECODE_QUEUE", 8,
+    decode_threads: int = _env("DECODE_THREADS", 2,
+                               "threads per worker decoding light PNG and JPEG uploads too large for the event "
+                               "loop (0: those go to the decoder processes too)")
+    decode_queue: int = _env("DECODE_QUEUE", 64,
                              "costly uploads that may wait for a decoder process, per worker; beyond: 503")
     decode_timeout_ms: int = _env("DECODE_TIMEOUT_MS", 2000,
                                   "longest wait for a decoder process (else 503) and longest decode (else 413)")

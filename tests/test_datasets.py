@@ -242,3 +242,28 @@ def test_prepare_can_validate_on_test_like_the_course(tmp_path):
     write_mnist_npz(tmp_path / "mnist.npz", n_train=100, n_test=40)
     splits = datasets.prepare(datasets.load("mnist", tmp_path), validation_from_test=True)
     assert len(splits.x_train) == 100 and np.array_equal(splits.x_val, splits.x_test)
+
+
+def test_grouped_validation_holds_out_whole_photographs():
+    """Copies of one photograph (brightness, noise) form one group; the grouped split never puts
+    copies of one photograph on both sides, a random split does."""
+    rng = np.random.default_rng(4)
+    base = rng.integers(0, 256, (40, 28, 28)).astype(np.float32)
+    copies = np.repeat(base, 12, axis=0) * rng.uniform(0.85, 1.15, (480, 1, 1)) + rng.normal(0, 3, (480, 28, 28))
+    images = np.clip(copies, 0, 255).astype(np.uint8)
+    photo = np.repeat(np.arange(40), 12)
+    groups = datasets.near_duplicate_groups(images)
+    assert len(np.unique(groups)) == 40 and all(len(np.unique(groups[photo == p])) == 1 for p in range(40))
+    fam = datasets.family("mnist")
+    data = datasets.RawData(fam, images, photo % 10, images[:10], photo[:10] % 10)
+
+    photo_of = {image.tobytes(): p for image, p in zip(images.reshape(480, -1), photo)}
+
+    def shared_photographs(splits):
+        seen = lambda x: {photo_of[np.rint(row * 255).astype(np.uint8).tobytes()] for row in x}  # noqa: E731
+        return seen(splits.x_train) & seen(splits.x_val)
+
+    grouped = datasets.prepare(data, validation_split=0.2, validation_groups=True, seed=1)
+    assert not shared_photographs(grouped) and 0.15 <= len(grouped.x_val) / 480 <= 0.3
+    assert grouped.y_val.sum(axis=0).min() >= 12  # every class has a photograph in validation
+    assert shared_photographs(datasets.prepare(data, validation_split=0.2, seed=1))

@@ -129,6 +129,33 @@ def test_decoder_answers_as_prepare_upload_inline_or_in_a_process():
     np.testing.assert_array_equal(far.vector, prepare_upload(large, "mnist_digit").vector)
 
 
+def test_light_png_and_jpeg_go_to_a_thread_everything_else_to_a_process():
+    """With decoder threads, a light PNG or JPEG too large for the event loop is decoded in a thread
+    (no process started); a light BMP, and a heavy PNG, still go to a process."""
+    rng = np.random.default_rng(0)
+    noisy = lambda fmt: encode(Image.fromarray(rng.integers(0, 256, (300, 400), dtype=np.uint8)), fmt)  # noqa: E731
+    light_png, light_jpeg, light_bmp = noisy("PNG"), noisy("JPEG"), noisy("BMP")
+    assert min(len(light_png), len(light_jpeg), len(light_bmp)) > 64 * 1024  # past the inline limit
+    heavy_png = png_bomb(2500, 2000, 0)  # 5 MP of grey: over LIGHT_WORK
+
+    async def scenario():
+        decoder = UploadDecoder(_limits(threads=1))
+        try:
+            in_threads = [(await decoder.prepare(data, "mnist_digit"))[0] for data in (light_png, light_jpeg)]
+            assert decoder._idle is None  # no decoder process was needed
+            bmp, _ = await decoder.prepare(light_bmp, "mnist_digit")
+            assert len(decoder._children) == 1
+            heavy, work = await decoder.prepare(heavy_png, "mnist_digit")
+            return in_threads, bmp, (heavy, work)
+        finally:
+            await decoder.aclose()
+
+    (png, jpeg), bmp, (heavy, work) = asyncio.run(scenario())
+    for data, prepared in ((light_png, png), (light_jpeg, jpeg), (light_bmp, bmp), (heavy_png, heavy)):
+        np.testing.assert_array_equal(prepared.vector, prepare_upload(data, "mnist_digit").vector)
+    assert work == 5_000_000
+
+
 def test_decoder_sheds_when_full_and_kills_decodes_that_run_too_long():
     slow = png_bomb(5000, 5000, 0)  # 25 MP of grey: well over 20 ms to decode
 

@@ -109,6 +109,16 @@ def test_optimizers_by_name(name, cls):
         assert optimizer.momentum == pytest.approx(0.9)
 
 
+def test_cosine_decay_falls_to_zero_over_the_run():
+    schedule = keras.optimizers.schedules.deserialize(
+        make_optimizer("adam", 0.002, 0.9, decay_steps=100).get_config()["learning_rate"])
+    assert float(schedule(0)) == pytest.approx(0.002) and float(schedule(50)) == pytest.approx(0.001, rel=1e-3)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
+    default_start = keras.optimizers.schedules.deserialize(
+        make_optimizer("sgd", None, 0.9, decay_steps=10).get_config()["learning_rate"])
+    assert float(default_start(0)) == pytest.approx(0.01)  # the optimizer's own default
+
+
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_optimizer("lbfgs", None, 0.9)

@@ -39,6 +39,7 @@ class TrainConfig:
     batch_size: int = option(128, "examples per gradient step")
     optimizer: str = option("adam", "the optimizer", choices=OPTIMIZERS)
     learning_rate: float | None = option(None, "step size (unset: the optimizer's own default)")
+    cosine_decay: bool = option(False, "let the learning rate fall to zero over --epochs along a half cosine")
     momentum: float = option(0.9, "momentum, for --optimizer momentum")
     activation: str = option("relu", "hidden-layer activation", choices=ACTIVATIONS)
     hidden: tuple[int, ...] = option((512, 512), "hidden layer sizes", metavar="UNITS", nargs="+", type=int)
@@ -56,6 +57,9 @@ class TrainConfig:
     patience: int = option(0, "early stopping on validation loss after this many epochs without "
                            "improvement, keeping the best epoch's weights (0 = off)")
     validation_split: float = option(0.1, "share of training data held out for validation")
+    validation_groups: bool = option(False, "hold out whole groups of near-duplicate training images (one "
+                                     "photograph's augmented copies) instead of random rows: a validation "
+                                     "split that looks like new photographs")
     validate_on_test: bool = option(False, "validate on the test split as the course did (model selection "
                                     "then sees the test set; no early stopping)")
     limit: int | None = option(None, "train on a random subset of this many training examples")

@@ -158,10 +158,15 @@ def inference_model(model: keras.Model) -> keras.Model:
     return keras.Model(pixels, x, name=model.name)
 
 
-def make_optimizer(name: str, learning_rate: float | None, momentum: float):
-    """The course's optimizers by name: sgd, momentum, adam, adagrad, rmsprop."""
+def make_optimizer(name: str, learning_rate: float | None, momentum: float, decay_steps: int = 0):
+    """The course's optimizers by name: sgd, momentum, adam, adagrad, rmsprop. With ``decay_steps``
+    the learning rate (``learning_rate``, else the optimizer's default) falls to zero over that many
+    steps along a half cosine."""
     name = name.lower()
     kwargs = {} if learning_rate is None else {"learning_rate": learning_rate}
+    if decay_steps:
+        start = learning_rate if learning_rate is not None else (0.01 if name in ("sgd", "momentum") else 0.001)
+        kwargs = {"learning_rate": keras.optimizers.schedules.CosineDecay(start, decay_steps)}
     if name == "sgd":
         return keras.optimizers.SGD(**kwargs)
     if name == "momentum":

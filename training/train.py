@@ -99,16 +99,21 @@ def load_splits(config: TrainConfig) -> tuple[datasets.RawData, datasets.Splits]
     """The family's raw data and the model-ready train / validation / test splits."""
     raw = datasets.load(config.dataset, config.data_dir)
     splits = datasets.prepare(raw, validation_split=config.validation_split,
-                              validation_from_test=config.validate_on_test, limit=config.limit, seed=config.seed)
+                              validation_from_test=config.validate_on_test, validation_groups=config.validation_groups,
+                              limit=config.limit, seed=config.seed)
     where = ("the test split (as the course did)" if config.validate_on_test
-             else f"{config.validation_split:.0%} of the training data, held out")
+             else f"{config.validation_split:.0%} of the training data, held out"
+             + (" as whole groups of near-duplicates" if config.validation_groups else ""))
     print(f"{config.dataset}: {len(splits.x_train)} training, {len(splits.x_val)} validation ({where}), "
           f"{len(splits.x_test)} test images; {len(raw.family.class_names)} classes")
     return raw, splits
 
 
-def compile_model(model: keras.Model, config: TrainConfig) -> None:
-    model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.momentum),
+def compile_model(model: keras.Model, config: TrainConfig, train_size: int = 0) -> None:
+    """Compile with the configured optimizer; with ``config.cosine_decay`` the learning rate falls
+    to zero over ``config.epochs`` epochs of ``train_size`` examples."""
+    decay_steps = config.epochs * -(-train_size // config.batch_size) if config.cosine_decay else 0
+    model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.momentum, decay_steps),
                   loss="categorical_crossentropy", metrics=["accuracy"])
 
 
@@ -133,7 +138,7 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
     model: ``model.fit`` on ``steps`` batches three times (the first compiles; the faster of the other
     two counts, as a busy machine slows one of them), and a few lit uploads."""
     probe = build_classifier(len(fam.class_names), config, name="probe")
-    compile_model(probe, config)
+    compile_model(probe, config, len(splits.x_train))
     x, y = splits.x_train[: steps * config.batch_size], splits.y_train[: steps * config.batch_size]
     start = time.perf_counter()
     probe.fit(x, y, batch_size=config.batch_size, epochs=1, verbose=0)
@@ -160,7 +165,7 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
 def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit:
     """Compile and fit; with ``patience`` (and a held-out validation split) early stopping keeps the
     best epoch's weights."""
-    compile_model(model, config)
+    compile_model(model, config, len(splits.x_train))
     timer = EpochTimer()
     callbacks: list[keras.callbacks.Callback] = [timer]
     stopper = None
