@@ -19,10 +19,9 @@ from pathlib import Path
 # (bucket, pattern on "function (file:line)" frames), tried from the innermost frame outwards;
 # the first frame that matches any pattern decides. Order within a frame: first match wins.
 BUCKETS: list[tuple[str, str]] = [
-    ("image decode (Pillow)", r"^(decode_image|to_grayscale|_flatten_transparency|_high_depth_to_l) \(preprocessing/"),
-    ("preprocessing (numpy)", r"^(prepare_digit|prepare_sign|_work_array|_box3|_border|_ink_bbox|image_to_vector) "
-                              r"\(preprocessing/"),
-    ("model forward (Keras/TF)", r"\((keras|tensorflow|jax|jaxlib)/"),
+    ("image decode (Pillow)", r"\(preprocessing/decode\.py|\(PIL/"),
+    ("preprocessing (OpenCV, numpy)", r"\(preprocessing/(digits|signs|vector|__init__)\.py|\(cv2/"),
+    ("model forward (Keras/TF/JAX)", r"\((keras|tensorflow|jax|jaxlib)/|\(service/forward\.py"),
     ("model forward (numpy)", r"^NumpyMLP\.__call__"),
     ("multipart parsing", r"\((python_multipart|multipart|starlette/formparsers\.py|starlette/datastructures\.py)"),
     ("multipart parsing", r"^(Request\.form|Request\._get_form|request_body_to_args|_extract_form_body) "),

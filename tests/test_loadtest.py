@@ -168,19 +168,20 @@ def test_mean_batch_size_from_metrics():
 
 
 def test_profile_buckets():
+    worker = 'process 1:"python -m _bentoml_impl.worker.service . --service-name front";'
     raw = "\n".join([
-        'process 1:"python -m _bentoml_impl.worker.service . --service-name front";run (uvicorn/server.py:1);'
-        'image_to_vector (preprocessing/images.py:380);decode_image (preprocessing/images.py:140);open (PIL/Image.py:3000) 30',
-        'process 1:"python -m _bentoml_impl.worker.service . --service-name front";prepare_digit (preprocessing/images.py:300);'
-        'median (numpy/lib/_function_base_impl.py:1) 20',
-        'process 1:"python -m _bentoml_impl.worker.service . --service-name front";EpollSelector.select (selectors.py:468) 500',
-        'process 2:"python -m _bentoml_impl.worker.service . --service-name models";forward (service/forward.py:30);'
-        'Layer.__call__ (keras/src/layers/layer.py:800) 50',
+        worker + 'run (uvicorn/server.py:1);prepare_upload (preprocessing/__init__.py:90);'
+                 'decode_image (preprocessing/decode.py:140);open (PIL/Image.py:3000) 30',
+        worker + 'find_digit (preprocessing/digits.py:300);morphologyEx (cv2/__init__.py:1) 20',
+        worker + 'EpollSelector.select (selectors.py:468) 500',
+        'process 2:"python -m _bentoml_impl.worker.service . --service-name models";'
+        'Batcher._drain (service/batching.py:78);CompiledForward.__call__ (service/forward.py:81);'
+        'CompiledForward._jax_pass.<locals>.<lambda> (service/forward.py:66) 50',
     ])
     result = profile.breakdown(raw)
     front = result["bentoml worker front"]
-    assert front == {"image decode (Pillow)": 30, "preprocessing (numpy)": 20, "idle (waiting)": 500}
-    assert result["bentoml worker models"] == {"model forward (Keras/TF)": 50}
+    assert front == {"image decode (Pillow)": 30, "preprocessing (OpenCV, numpy)": 20, "idle (waiting)": 500}
+    assert result["bentoml worker models"] == {"model forward (Keras/TF/JAX)": 50}  # JAX runs without Python frames
     table = profile.markdown(result)
     assert "| image decode (Pillow) | 60.0 % |" in table and "idle" not in table
 
