@@ -3,7 +3,7 @@
 One service; each of its worker processes holds every model of the catalog and does the whole
 request: decode and preprocess the upload, queue the vector for the model's next batched forward
 pass (service/batching.py), answer. The HTTP routes are the FastAPI app of service/api.py; costly
-uploads are decoded in the worker's decoder processes (service/decoding.py); every route, BentoML's
+uploads are decoded off the event loop (service/decoding.py: threads, processes); every route, BentoML's
 own included, is behind service/guards.py's middleware, and SIGTERM drains before the worker exits.
 
 Importing this module reads the settings and declares the service; it loads nothing. The models
