@@ -19,6 +19,8 @@ repo=$(cd "$here/../.." && pwd)
 IMAGE=${IMAGE:-digits_and_signs:latest}
 BENTOFILE=${BENTOFILE:-bentofile.yaml}
 BENTOML=${BENTOML:-bentoml}
+# a relative path (make passes .venv/bin/bentoml) must survive the cd into the build directory below
+case $BENTOML in */*) BENTOML="$(cd "$(dirname "$BENTOML")" && pwd)/$(basename "$BENTOML")" ;; esac
 BASE_IMAGE=${BASE_IMAGE:-docker.io/library/python:3.11-slim}
 read -r -a extra_opts <<<"${CONTAINERIZE_OPTS:-}"
 
