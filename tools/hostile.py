@@ -56,6 +56,19 @@ def png_chunk_flood(size: int = 256 * 1024) -> bytes:
     return good[:33] + flood + good[33:]
 
 
+def png_idat_flood(size: int = 500 * 1024) -> bytes:
+    """A valid 400x300 grey PNG whose pixel data is cut into as many IDAT chunks as fit in
+    ``size`` bytes (~30 000): its header is small and its work light, so the service decodes it
+    in a decoder thread, where Pillow still reads each chunk in Python."""
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 400), dtype=np.uint8)
+    data = zlib.compress(b"".join(b"\x00" + row.tobytes() for row in pixels), 9)
+    step = max(1, -(-len(data) // max(1, (size - len(data) - 64) // 12)))  # ceil: at most that many chunks
+    head = struct.pack(">IIBBBBB", 400, 300, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", head)
+            + b"".join(_png_chunk(b"IDAT", data[i:i + step]) for i in range(0, len(data), step))
+            + _png_chunk(b"IEND", b""))
+
+
 def rle_bmp_bomb(width: int = 6400, height: int = 6250) -> bytes:
     """An 8-bit RLE BMP of ~4 bytes a row: one pixel then end-of-line, which Pillow's (Python)
     RLE decoder pads to the full width byte by byte (~25 KiB declaring 40 megapixels)."""
@@ -333,6 +346,8 @@ def corpus(max_body_bytes: int = 10 * 1024 * 1024, max_image_pixels: int = 40_00
                _upload("/asl/predict", tiff_bomb(), "bomb.tif")),
         Attack("PNG with 21 000 empty chunks", "costly", frozenset({200}),
                _upload("/mnist/predict", png_chunk_flood(), "chunks.png")),
+        Attack("PNG with its pixels in 30 000 IDAT chunks (decoder thread)", "costly", frozenset({200}),
+               _upload("/mnist/predict", png_idat_flood(), "idat.png")),
         Attack("JPEG with 65 000 comment segments", "costly", frozenset({200}),
                _upload("/mnist/predict", jpeg_marker_flood(), "comments.jpg")),
         Attack("GIF with 131 000 comment sub-blocks", "costly", frozenset({200}),
