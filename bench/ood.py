@@ -10,7 +10,7 @@ the shares and writes ``reports/bench/ood.md`` and ``ood.png``. Goal: real test 
 
 The temperature is the model's own (``calibration`` in its metadata); a model stored without one
 gets a temperature fitted here on its validation split (the split training held out, rebuilt
-with the seed and share of its metadata), exactly as training fits it. The threshold is the
+with the seed and share of its metadata) with training's own ``training.calibration``. The threshold is the
 service's ``UNSURE_BELOW``; the report also shows, per model, the largest threshold (0.05 steps)
 that flags at most ``--target`` of the validation images dressed as uploads: the rule the default
 was chosen by (the test split is only measured, never used to choose).
@@ -33,36 +33,11 @@ from service.answers import answer, calibrate, not_found
 from service.settings import Settings
 from tools import ood
 from tools.uploads import dress_as_upload, encode_plain
+from training.calibration import expected_calibration_error as ece
+from training.calibration import fit_temperature
 
 REAL_LIMIT = 0.02  # real test images flagged at most this share
 GRID = np.round(np.arange(0.05, 1.0001, 0.05), 2)
-
-
-def nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true classes."""
-    return float(-np.mean(np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-12))))
-
-
-def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature (0.05 ... 20) that minimises the NLL of ``calibrate(probabilities, T)``."""
-    from scipy.optimize import minimize_scalar
-
-    result = minimize_scalar(lambda log_t: nll(calibrate(probabilities, float(np.exp(log_t))), labels),
-                             bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(result.x))
-
-
-def ece(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Expected calibration error: |accuracy - confidence| averaged over equal-width confidence bins."""
-    confidence = probabilities.max(1)
-    correct = probabilities.argmax(1) == labels
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(total)
 
 
 @dataclass
@@ -146,8 +121,9 @@ def evaluate(fam: Family, raw_by_route: dict, args, threshold: float) -> FamilyR
         temperature, source = metadata.calibration.temperature, "the model's metadata"
     else:
         temperature, source = fit_temperature(val_p, val_labels), "fitted here on the validation split"
-    eces = {"validation, raw": ece(val_p, val_labels), "validation, calibrated": ece(calibrate(val_p, temperature), val_labels),
-            "test, raw": ece(test_p, test_labels), "test, calibrated": ece(calibrate(test_p, temperature), test_labels)}
+    eces = {f"{split}, {kind}": ece(calibrate(p, temperature) if kind == "calibrated" else p, labels)
+            for split, p, labels in (("validation", val_p, val_labels), ("test", test_p, test_labels))
+            for kind in ("raw", "calibrated")}
     result = FamilyResult(fam, str(entry.tag), temperature, source, eces)
 
     rng = np.random.default_rng(args.seed)

@@ -18,9 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
-# Where float32 softmax outputs underflow to 0, log(p) is taken at the smallest normal float32:
-# a log-probability of -87, far below anything that matters after the temperature.
-_TINY = float(np.finfo(np.float32).tiny)
+#: Where float32 softmax outputs underflow to 0, log(p) is taken at the smallest normal float32:
+#: a log-probability of -87, far below anything that matters after the temperature.
+PROBABILITY_FLOOR = float(np.finfo(np.float32).tiny)
 
 
 def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -31,7 +31,7 @@ def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     """
     if temperature == 1.0:
         return probabilities
-    z = np.log(np.maximum(probabilities, _TINY))
+    z = np.log(np.maximum(probabilities, PROBABILITY_FLOOR))
     z /= temperature
     z -= z.max(axis=-1, keepdims=True)
     np.exp(z, out=z)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Floor for probabilities before the log (float32's smallest normal number).
-PROBABILITY_FLOOR = float(np.finfo(np.float32).tiny)
+from service.answers import PROBABILITY_FLOOR, calibrate
+
 #: Bins of the expected calibration error: 15 of equal width over the top-label confidence.
 ECE_BINS = 15
 # The search keeps 1/T within these bounds (T from 0.01 to 100).
@@ -25,11 +25,8 @@ def logits_of(probabilities: np.ndarray) -> np.ndarray:
 
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(log(p) / temperature)`` row by row."""
-    scaled = logits_of(probabilities) / float(temperature)
-    scaled -= scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
+    """``softmax(log(p) / temperature)`` row by row: the service's own calibration of what it serves."""
+    return calibrate(np.asarray(probabilities, dtype=np.float32), float(temperature))
 
 
 def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
