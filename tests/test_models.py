@@ -12,7 +12,8 @@ import pytest
 
 from conftest import REPO
 from training.config import TrainConfig
-from training.models import RandomLighting, build_classifier, inference_model, make_optimizer
+from training.models import (RandomLighting, TeacherLoss, build_classifier, build_teacher, distillation_model,
+                             inference_model, make_optimizer)
 
 
 def test_course_shape_and_parameter_count():
@@ -148,3 +149,39 @@ def test_saved_file_loads_without_this_project(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")
+
+
+def test_teacher_loss_is_the_softened_kl_and_only_while_training():
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet(np.ones(6), size=8).astype(np.float32)
+    q = rng.dirichlet(np.ones(6), size=8).astype(np.float32)
+    layer = TeacherLoss(2.0, temperature=4.0)
+    np.testing.assert_array_equal(np.asarray(layer([p, q], training=True)), p)  # the student passes through
+    soften = lambda a: np.exp(np.log(a) / 4.0) / np.exp(np.log(a) / 4.0).sum(1, keepdims=True)  # noqa: E731
+    kl = np.mean(np.sum(soften(q) * np.log(soften(q) / soften(p)), axis=1))
+    assert float(layer.losses[-1]) == pytest.approx(2.0 * 16.0 * kl, rel=1e-3)
+    same = TeacherLoss(1.0, temperature=4.0)
+    same([p, p], training=True)
+    assert abs(float(same.losses[-1])) < 1e-5
+    quiet = TeacherLoss(1.0)
+    quiet([p, q], training=False)
+    assert not quiet.losses
+
+
+def test_distillation_trains_the_student_and_leaves_the_teacher_alone():
+    config = TrainConfig(augment="nearest", normalize=True, lighting=0.7, dropout=0.1)
+    keras.utils.set_random_seed(6)
+    student = build_classifier(24, config)
+    teacher = inference_model(build_teacher(24, config))
+    trainer = distillation_model(student, teacher, 1.0, 4.0)
+    trainer.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(7).random((64, 784), dtype=np.float32)
+    y = np.eye(24, dtype=np.float32)[np.arange(64) % 24]
+    before_student, before_teacher = student.get_weights(), teacher.get_weights()
+    history = trainer.fit(x, y, batch_size=32, epochs=1, verbose=0).history
+    assert history["loss"][0] > 0
+    assert all(not np.allclose(a, b) for a, b in zip(before_student, student.get_weights()) if a.size > 1)
+    assert all(np.array_equal(a, b) for a, b in zip(before_teacher, teacher.get_weights()))
+    served = inference_model(student)  # what is saved: the course's dense network, nothing of the teacher
+    assert served.count_params() == 784 * 512 + 512 + 512 * 512 + 512 + 512 * 24 + 24
+    assert not any(isinstance(layer, (TeacherLoss, keras.Model)) or "teacher" in layer.name for layer in served.layers)

@@ -74,6 +74,19 @@ def test_training_learns_the_synthetic_task(synthetic_data_dir, tmp_path):
     assert result.history["loss"][-1] < result.history["loss"][0]
 
 
+def test_a_distilled_run_keeps_only_the_dense_student(synthetic_data_dir, tmp_path, capsys):
+    config = quick_config(synthetic_data_dir, tmp_path, "asl", epochs=2, teacher_epochs=1)
+    assert config.distill > 0  # ASL's default learns from a convolutional teacher
+    result = run(config)
+    out = capsys.readouterr().out
+    assert "teacher: a small convolutional network, 1 epochs" in out and "teacher: validation accuracy" in out
+    loaded, _ = store.load_model(result.model_tag)
+    assert loaded.count_params() == 784 * 512 + 512 + 512 * 512 + 512 + 512 * 24 + 24
+    assert not any("teacher" in layer.name for layer in loaded.layers)
+    meta = bentoml.models.get(result.model_tag).info.metadata
+    assert meta["training"]["distill"] == config.distill and meta["training"]["teacher_epochs"] == 1
+
+
 def test_same_seed_same_run(synthetic_data_dir, tmp_path):
     a = run(quick_config(synthetic_data_dir, tmp_path, epochs=2, save=False, seed=7))
     b = run(quick_config(synthetic_data_dir, tmp_path, epochs=2, save=False, seed=7))
@@ -126,6 +139,7 @@ def test_presets_keep_the_course_recipe_one_option_away():
     assert course.validate_on_test and course.dropout == 0 and course.augment == "off"
     assert TrainConfig.from_preset("mnist", "course").epochs == 5
     assert course.lighting == 0 and TrainConfig.from_preset("asl").lighting == 0.8  # uneven light: ASL's default
+    assert course.distill == 0 and TrainConfig.from_preset("mnist").distill == 0  # the course: no teacher
     assert TrainConfig.from_preset("mnist").lighting == 0
     tuned = TrainConfig.from_preset("mnist", epochs=3, optimizer="sgd")
     assert (tuned.epochs, tuned.optimizer, tuned.dropout) == (3, "sgd", PRESETS[("mnist", "default")]["dropout"])

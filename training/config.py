@@ -54,6 +54,12 @@ class TrainConfig:
     lighting_min_gain: float = option(0.3, "uneven light: the darkest one field may make a pixel, as a fraction "
                                       "of its brightness (fields combine)")
     normalize: bool = option(False, "per-image standardisation inside the model")
+    distill: float = option(0.0, "knowledge distillation: weight of a convolutional teacher's answers in the dense "
+                            "network's loss (the teacher trains first on the same augmented images and is not "
+                            "kept; 0 = off)")
+    teacher_epochs: int = option(10, "epochs of the teacher, with --distill")
+    distill_temperature: float = option(4.0, "with --distill: both answers are softened (log-probabilities over "
+                                        "this) before they are compared, so the teacher's second choices count")
     patience: int = option(0, "early stopping on validation loss after this many epochs without "
                            "improvement, keeping the best epoch's weights (0 = off)")
     validation_split: float = option(0.1, "share of training data held out for validation")
@@ -99,7 +105,8 @@ PRESETS: dict[tuple[str, str], dict] = {
         patience=8,
     ),
     ("asl", "default"): dict(
-        epochs=70, dropout=0.15, augment="nearest", normalize=True, lighting=0.8, learning_rate=1e-3, patience=10,
+        epochs=70, dropout=0.15, augment="nearest", normalize=True, lighting=0.8, learning_rate=1e-3,
+        cosine_decay=True, distill=1.0,
     ),
     ("mnist", "course"): dict(epochs=5, batch_size=32, optimizer="rmsprop", learning_rate=1e-3,
                               validate_on_test=True),

@@ -120,6 +120,17 @@ def build_classifier(num_classes: int, config: TrainConfig, name: str = "dense_c
     the standardisation).
     The input accepts (n, 784), (n, 28, 28) and (n, 28, 28, 1) alike.
     """
+    pixels, x = _augmented_input(config)
+    for i, units in enumerate(config.hidden, start=1):
+        x = layers.Dense(units, activation=config.activation, name=f"hidden_{i}")(x)
+        if config.dropout:
+            x = layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
+    probabilities = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(pixels, probabilities, name=name)
+
+
+def _augmented_input(config: TrainConfig):
+    """The model input and the tensor after the training-only augmentation and the standardisation."""
     # Declared as (None, 1) so that Keras' own rank adjustment lets all three layouts in:
     # (n, 784) gains a trailing axis, (n, 28, 28, 1) loses one; Reshape flattens either.
     pixels = keras.Input(shape=(None, 1), name="pixels")
@@ -135,15 +146,68 @@ def build_classifier(num_classes: int, config: TrainConfig, name: str = "dense_c
         x = RandomLighting(config.lighting, config.lighting_min_gain, name="random_lighting")(x)
     if config.normalize:
         x = layers.LayerNormalization(center=False, scale=False, name="per_image_standardize")(x)
-    for i, units in enumerate(config.hidden, start=1):
-        x = layers.Dense(units, activation=config.activation, name=f"hidden_{i}")(x)
-        if config.dropout:
-            x = layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
+    return pixels, x
+
+
+TEACHER_FILTERS = (32, 64)
+
+
+def build_teacher(num_classes: int, config: TrainConfig, name: str = "teacher") -> keras.Model:
+    """A small convolutional network (two blocks of two 3x3 convolutions and a 2x2 pooling, then
+    Dense 256) with the student's input, augmentation and uneven light. Training-only: it learns
+    the task first, and the dense student then learns from its answers (:func:`distillation_model`)."""
+    pixels, x = _augmented_input(config)
+    x = layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1), name="teacher_image")(x)
+    for block, filters in enumerate(TEACHER_FILTERS, start=1):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"teacher_conv_{block}a")(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"teacher_conv_{block}b")(x)
+        x = layers.MaxPooling2D(name=f"teacher_pool_{block}")(x)
+    x = layers.Flatten(name="teacher_features")(x)
+    x = layers.Dropout(0.3, name="teacher_dropout_1")(x)
+    x = layers.Dense(256, activation="relu", name="teacher_dense")(x)
+    x = layers.Dropout(0.3, name="teacher_dropout_2")(x)
     probabilities = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(pixels, probabilities, name=name)
 
 
-TRAINING_ONLY_LAYERS = ("as_image", "random_shift", "random_rotation", "random_zoom", "as_vector", "random_lighting")
+class TeacherLoss(layers.Layer):
+    """Training-only: passes the student's probabilities through and, while training, adds
+    ``weight`` times KL(teacher || student) to the loss (knowledge distillation at temperature 1)."""
+
+    def __init__(self, weight: float, temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.weight, self.temperature = float(weight), float(temperature)
+
+    def call(self, inputs, training=None):
+        student, teacher = inputs
+        if training:
+            soften = lambda p: ops.log_softmax(ops.log(p + 1e-7) / self.temperature, axis=-1)  # noqa: E731
+            log_t, log_s = soften(ops.stop_gradient(teacher)), soften(student)
+            kl = ops.sum(ops.exp(log_t) * (log_t - log_s), axis=-1)
+            self.add_loss(self.weight * self.temperature**2 * ops.mean(kl))
+        return student
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+def distillation_model(student: keras.Model, teacher: keras.Model, weight: float, temperature: float = 1.0) -> keras.Model:
+    """A training model around ``student`` (sharing its layers, so fitting it trains the student):
+    the frozen ``teacher`` (an :func:`inference_model`) sees each augmented, lit batch exactly as the
+    student does, and :class:`TeacherLoss` adds how far the student's answers are from its."""
+    teacher.trainable = False
+    pixels = keras.Input(shape=(None, 1), name="pixels")
+    x, taught = pixels, None
+    for layer in student.layers[1:]:
+        if taught is None and layer.name not in AUGMENTATION_LAYERS:
+            taught = teacher(x)
+        x = layer(x)
+    return keras.Model(pixels, TeacherLoss(weight, temperature, name="teacher_loss")([x, taught]), name=student.name)
+
+
+AUGMENTATION_LAYERS = ("flatten", "as_image", "random_shift", "random_rotation", "random_zoom", "as_vector",
+                       "random_lighting")
+TRAINING_ONLY_LAYERS = AUGMENTATION_LAYERS[1:]
 
 
 def inference_model(model: keras.Model) -> keras.Model:

@@ -12,7 +12,7 @@ import numpy as np
 from catalog import Calibration, Family, family
 from training import calibration, datasets, lit, reports, store
 from training.config import TrainConfig
-from training.models import build_classifier, inference_model, make_optimizer
+from training.models import build_classifier, build_teacher, distillation_model, inference_model, make_optimizer
 
 
 @dataclass
@@ -109,10 +109,13 @@ def load_splits(config: TrainConfig) -> tuple[datasets.RawData, datasets.Splits]
     return raw, splits
 
 
-def compile_model(model: keras.Model, config: TrainConfig, train_size: int = 0) -> None:
+def compile_model(model: keras.Model, config: TrainConfig, train_size: int = 0, epochs: int | None = None,
+                  cosine_decay: bool | None = None) -> None:
     """Compile with the configured optimizer; with ``config.cosine_decay`` the learning rate falls
-    to zero over ``config.epochs`` epochs of ``train_size`` examples."""
-    decay_steps = config.epochs * -(-train_size // config.batch_size) if config.cosine_decay else 0
+    to zero over ``config.epochs`` epochs (or ``epochs``) of ``train_size`` examples."""
+    epochs = config.epochs if epochs is None else epochs
+    cosine_decay = config.cosine_decay if cosine_decay is None else cosine_decay
+    decay_steps = epochs * -(-train_size // config.batch_size) if cosine_decay else 0
     model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.momentum, decay_steps),
                   loss="categorical_crossentropy", metrics=["accuracy"])
 
@@ -134,22 +137,21 @@ def announce(config: TrainConfig, fam: Family, model_name: str, splits: datasets
 
 def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, steps: int = 8) -> dict:
     """Seconds per training step, per epoch and for the whole run (at most ``config.epochs`` epochs,
-    the validation passes and the lit evaluation included), measured on a throwaway copy of the
-    model: ``model.fit`` on ``steps`` batches three times (the first compiles; the faster of the other
-    two counts, as a busy machine slows one of them), and a few lit uploads."""
-    probe = build_classifier(len(fam.class_names), config, name="probe")
-    compile_model(probe, config, len(splits.x_train))
+    the teacher's epochs, the validation passes and the lit evaluation included), measured on
+    throwaway copies of the models: ``fit`` on ``steps`` batches three times (the first compiles; the
+    faster of the other two counts, as a busy machine slows one of them), and a few lit uploads."""
     x, y = splits.x_train[: steps * config.batch_size], splits.y_train[: steps * config.batch_size]
-    start = time.perf_counter()
-    probe.fit(x, y, batch_size=config.batch_size, epochs=1, verbose=0)
-    first = time.perf_counter() - start  # compiling: once more for the real model
-    timed = []
-    for _ in range(2):
-        start = time.perf_counter()
-        probe.fit(x, y, batch_size=config.batch_size, epochs=1, verbose=0)
-        timed.append(time.perf_counter() - start)
-    step = min(timed) / -(-len(x) // config.batch_size)
     batches = -(-len(splits.x_train) // config.batch_size)
+    probe = build_classifier(len(fam.class_names), config, name="probe")
+    teacher_total = 0.0
+    if config.distill:
+        teacher = build_teacher(len(fam.class_names), config, name="probe_teacher")
+        compile_model(teacher, config, len(splits.x_train))
+        first, teacher_step = _time_steps(teacher, x, y, config.batch_size)
+        teacher_total = first + config.teacher_epochs * batches * teacher_step
+        probe = distillation_model(probe, inference_model(teacher), config.distill, config.distill_temperature)
+    compile_model(probe, config, len(splits.x_train))
+    first, step = _time_steps(probe, x, y, config.batch_size)
     validation = -(-len(splits.x_val) // config.batch_size) * step / 3  # forward only: ~1/3 of a step
     epoch = batches * step + validation
     lit_seconds = 0.0
@@ -159,13 +161,30 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
         lit.lit_vectors(images, fam.preprocessing)
         per_image = (time.perf_counter() - start) / len(images)
         lit_seconds = per_image * (min(config.lit_eval, len(splits.x_val)) + min(config.lit_eval, len(splits.x_test)))
-    return {"step": step, "epoch": epoch, "total": first + config.epochs * epoch + lit_seconds}
+    return {"step": step, "epoch": epoch, "total": teacher_total + first + config.epochs * epoch + lit_seconds}
+
+
+def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float]:
+    """Seconds of the first (compiling) ``fit`` over ``x``, and per step of the faster of two more."""
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+    first = time.perf_counter() - start  # compiling: once more for the real model
+    timed = []
+    for _ in range(2):
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+        timed.append(time.perf_counter() - start)
+    return first, min(timed) / -(-len(x) // batch_size)
 
 
 def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit:
     """Compile and fit; with ``patience`` (and a held-out validation split) early stopping keeps the
     best epoch's weights."""
-    compile_model(model, config, len(splits.x_train))
+    trainer = model
+    if config.distill:
+        teacher = train_teacher(model.output_shape[-1], splits, config)
+        trainer = distillation_model(model, teacher, config.distill, config.distill_temperature)
+    compile_model(trainer, config, len(splits.x_train))
     timer = EpochTimer()
     callbacks: list[keras.callbacks.Callback] = [timer]
     stopper = None
@@ -173,14 +192,33 @@ def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                                 restore_best_weights=True)
         callbacks.append(stopper)
-    history = model.fit(splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
+    history = trainer.fit(splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
                         epochs=config.epochs, batch_size=config.batch_size, callbacks=callbacks,
                         verbose=2 if config.quiet else "auto").history
     history = {k: [float(v) for v in values] for k, values in history.items()}
+    if trainer is not model:  # the student itself, for evaluate()
+        compile_model(model, config, len(splits.x_train))
     restored = stopper is not None and stopper.best_weights is not None
     epochs_run = len(history["loss"])
     return Fit(history, stopper.best_epoch + 1 if restored else epochs_run, restored,
                float(np.mean(timer.seconds)) if timer.seconds else 0.0)
+
+
+def train_teacher(num_classes: int, splits: datasets.Splits, config: TrainConfig) -> keras.Model:
+    """Fit the convolutional teacher (:func:`training.models.build_teacher`) on the same training
+    images, augmentation and light for ``config.teacher_epochs``, its learning rate falling to zero
+    along a half cosine; returns its inference model (frozen by the distillation, never saved)."""
+    teacher = build_teacher(num_classes, config)
+    compile_model(teacher, config, len(splits.x_train), epochs=config.teacher_epochs, cosine_decay=True)
+    print(f"teacher: a small convolutional network, {config.teacher_epochs} epochs; the dense network learns "
+          "from its answers next", flush=True)
+    teacher.fit(splits.x_train, splits.y_train, epochs=config.teacher_epochs, batch_size=config.batch_size,
+                verbose=2 if config.quiet else "auto")
+    served = inference_model(teacher)
+    served.compile(loss="categorical_crossentropy", metrics=["accuracy"])
+    _, accuracy = served.evaluate(splits.x_val, splits.y_val, batch_size=1024, verbose=0)
+    print(f"teacher: validation accuracy {accuracy:.2%}", flush=True)
+    return served
 
 
 def evaluate(model: keras.Model, splits: datasets.Splits) -> dict:
