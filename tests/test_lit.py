@@ -61,3 +61,18 @@ def test_sample_is_seeded_and_whole_when_small():
 def test_unknown_preprocessing_is_refused():
     with pytest.raises(ValueError, match="unknown preprocessing"):
         lit.lit_photo(FLAT, "nope", np.random.default_rng(0))
+
+
+def test_half_light_is_a_gradient_or_vignette_to_about_half_and_sometimes_a_shadow():
+    from training import lighting
+
+    rng = np.random.default_rng(8)
+    fields = [lighting.half_light_field(40, 40, rng) for _ in range(300)]
+    darkest = np.array([f.min() for f in fields])
+    assert np.all(darkest <= 0.6 + 1e-6) and np.all(darkest > 0.45 * 0.45 - 1e-6)  # with a shadow on top
+    # without a shadow the darkest point is the fall-off's own: 0.45-0.6
+    assert 0.2 < np.mean(darkest < 0.45) < 0.6  # darker than the fall-off alone: a shadow (40 %)
+    assert all(f.max() <= 1.0 + 1e-6 for f in fields)
+    photo = np.asarray(lit.lit_photo(np.full((28, 28), 200, np.uint8), ASL_SIGN, np.random.default_rng(9),
+                                     field=lighting.half_light_field).convert("L"), dtype=float)
+    assert photo.min() < 0.7 * photo.max()  # visibly unevenly lit

@@ -65,6 +65,16 @@ def random_field(h: int, w: int, rng: np.random.Generator, kinds: tuple[str, ...
     return field
 
 
+def half_light_field(h: int, w: int, rng: np.random.Generator, shadow_share: float = 0.4) -> np.ndarray:
+    """Uneven light as the lit sign photos were first described: a gradient or a vignette (half
+    each) down to 0.45-0.6 at the dark side (about half brightness), and on ``shadow_share`` of
+    the photos a soft shadow as well. Its shadows are rarer than :func:`random_field`'s (about
+    half of the photos), and its fall-offs darker."""
+    falloff = gradient if rng.random() < 0.5 else vignette
+    field = falloff(h, w, rng, (0.45, 0.6))
+    return field * shadow(h, w, rng) if rng.random() < shadow_share else field
+
+
 def relight(pixels: np.ndarray, field: np.ndarray) -> np.ndarray:
     """``pixels`` (h, w) or (h, w, 3), 0-255, under ``field``: uint8 of the same shape."""
     lit = pixels.astype(np.float32) * (field if pixels.ndim == 2 else field[..., None])

@@ -13,6 +13,7 @@ own), so the lit accuracy measures what the model was not shown verbatim.
 from __future__ import annotations
 
 import io
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -28,10 +29,14 @@ def _upscale(pixels: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(image.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32)
 
 
+Field = Callable[[int, int, np.random.Generator], np.ndarray]
+
+
 def lit_photo(pixels28: np.ndarray, preprocessing: str, rng: np.random.Generator,
-              kinds: tuple[str, ...] = lighting.KINDS) -> Image.Image:
-    """One data-set image (28x28 uint8, as in the data set) as an unevenly lit RGB photo (a field of
-    one or more of ``kinds``)."""
+              kinds: tuple[str, ...] = lighting.KINDS, field: Field | None = None) -> Image.Image:
+    """One data-set image (28x28 uint8, as in the data set) as an unevenly lit RGB photo: under
+    ``field(h, w, rng)`` when given (e.g. ``lighting.half_light_field``), else a field of one or
+    more of ``kinds``."""
     side = int(rng.integers(PHOTO_SIDES[0], PHOTO_SIDES[1] + 1))
     pixels = np.asarray(pixels28, dtype=np.float32).reshape(28, 28)
     if preprocessing == ASL_SIGN:
@@ -42,7 +47,7 @@ def lit_photo(pixels28: np.ndarray, preprocessing: str, rng: np.random.Generator
         scene = paper - (paper - ink_level) * ink
     else:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; expected {ASL_SIGN!r} or {MNIST_DIGIT!r}")
-    scene = scene * lighting.random_field(side, side, rng, kinds)
+    scene = scene * (field(side, side, rng) if field else lighting.random_field(side, side, rng, kinds))
     scene = scene + rng.normal(0, rng.uniform(1.0, 3.0), size=scene.shape)
     tint = rng.uniform(0.92, 1.08, size=3)
     tint /= tint @ np.array([0.299, 0.587, 0.114])  # a colour cast that keeps the luminance
@@ -51,10 +56,10 @@ def lit_photo(pixels28: np.ndarray, preprocessing: str, rng: np.random.Generator
 
 
 def lit_upload(pixels28: np.ndarray, preprocessing: str, rng: np.random.Generator,
-               kinds: tuple[str, ...] = lighting.KINDS) -> bytes:
+               kinds: tuple[str, ...] = lighting.KINDS, field: Field | None = None) -> bytes:
     """:func:`lit_photo` encoded as a user would send it: JPEG (quality 75-95) or PNG, half each."""
     buffer = io.BytesIO()
-    photo = lit_photo(pixels28, preprocessing, rng, kinds)
+    photo = lit_photo(pixels28, preprocessing, rng, kinds, field)
     if rng.random() < 0.5:
         photo.save(buffer, "JPEG", quality=int(rng.integers(75, 96)))
     else:
@@ -63,11 +68,11 @@ def lit_upload(pixels28: np.ndarray, preprocessing: str, rng: np.random.Generato
 
 
 def lit_vectors(images: np.ndarray, preprocessing: str, seed: int = 0,
-                kinds: tuple[str, ...] = lighting.KINDS) -> np.ndarray:
+                kinds: tuple[str, ...] = lighting.KINDS, field: Field | None = None) -> np.ndarray:
     """The model inputs (n, 784) of ``images`` (n, 28, 28 uint8) photographed under uneven light,
     each through ``prepare_upload`` as an upload would go. Deterministic for a seed."""
     rng = np.random.default_rng(seed)
-    return np.stack([prepare_upload(lit_upload(image, preprocessing, rng, kinds), preprocessing).vector
+    return np.stack([prepare_upload(lit_upload(image, preprocessing, rng, kinds, field), preprocessing).vector
                      for image in images])
 
 
