@@ -23,14 +23,17 @@ from catalog import ROUTES, family
 # The default recipe with its parts added one at a time (the rest of the preset unchanged).
 ABLATION = (
     ("no regularisation", ["--dropout", "0", "--augment", "off", "--no-normalize", "--lighting", "0",
-                           "--no-cosine-decay"]),
-    ("+ dropout", ["--augment", "off", "--no-normalize", "--lighting", "0", "--no-cosine-decay"]),
-    ("+ dropout + augmentation", ["--no-normalize", "--lighting", "0", "--no-cosine-decay"]),
-    ("+ dropout + augmentation + standardisation", ["--normalize", "--lighting", "0", "--no-cosine-decay"]),
+                           "--no-cosine-decay", "--distill", "0"]),
+    ("+ dropout", ["--augment", "off", "--no-normalize", "--lighting", "0", "--no-cosine-decay", "--distill", "0"]),
+    ("+ dropout + augmentation", ["--no-normalize", "--lighting", "0", "--no-cosine-decay", "--distill", "0"]),
+    ("+ dropout + augmentation + standardisation", ["--normalize", "--lighting", "0", "--no-cosine-decay",
+                                                    "--distill", "0"]),
     ("+ dropout + augmentation + standardisation + uneven light", ["--normalize", "--lighting", "0.8",
-                                                                   "--no-cosine-decay"]),
+                                                                   "--no-cosine-decay", "--distill", "0"]),
     ("+ dropout + augmentation + standardisation + uneven light + cosine decay",
-     ["--normalize", "--lighting", "0.8", "--cosine-decay"]),
+     ["--normalize", "--lighting", "0.8", "--cosine-decay", "--distill", "0"]),
+    ("+ dropout + augmentation + standardisation + uneven light + cosine decay + teacher",
+     ["--normalize", "--lighting", "0.8", "--cosine-decay", "--distill", "1"]),
 )
 
 
