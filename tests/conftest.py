@@ -55,8 +55,8 @@ def served_models(tmp_path_factory) -> dict[str, str]:
     tags = {}
     for dataset in ("mnist", "asl"):
         config = TrainConfig.from_preset(dataset, data_dir=str(data_dir), epochs=3, limit=limits[dataset],
-                                         augment="off", lighting=0.0, patience=0, teacher_epochs=1, reports_dir=str(reports),
-                                         quiet=True, lit_eval=0)
+                                         augment="off", lighting=0.0, patience=0, teacher_epochs=1,
+                                         reports_dir=str(reports), quiet=True, lit_eval=0)
         tags[dataset] = run(config).model_tag
     return tags
 

@@ -172,9 +172,10 @@ def build_teacher(num_classes: int, config: TrainConfig, name: str = "teacher") 
 
 class TeacherLoss(layers.Layer):
     """Training-only: passes the student's probabilities through and, while training, adds
-    ``weight`` times KL(teacher || student) to the loss (knowledge distillation at temperature 1)."""
+    ``weight`` x T² x KL(teacher || student) to the loss, both answers softened at temperature T
+    (log-probabilities / T, renormalised): knowledge distillation."""
 
-    def __init__(self, weight: float, temperature: float = 1.0, **kwargs):
+    def __init__(self, weight: float, temperature: float, **kwargs):
         super().__init__(**kwargs)
         self.weight, self.temperature = float(weight), float(temperature)
 
@@ -191,7 +192,7 @@ class TeacherLoss(layers.Layer):
         return input_shape[0]
 
 
-def distillation_model(student: keras.Model, teacher: keras.Model, weight: float, temperature: float = 1.0) -> keras.Model:
+def distillation_model(student: keras.Model, teacher: keras.Model, weight: float, temperature: float) -> keras.Model:
     """A training model around ``student`` (sharing its layers, so fitting it trains the student):
     the frozen ``teacher`` (an :func:`inference_model`) sees each augmented, lit batch exactly as the
     student does, and :class:`TeacherLoss` adds how far the student's answers are from its."""
@@ -202,12 +203,13 @@ def distillation_model(student: keras.Model, teacher: keras.Model, weight: float
         if taught is None and layer.name not in AUGMENTATION_LAYERS:
             taught = teacher(x)
         x = layer(x)
-    return keras.Model(pixels, TeacherLoss(weight, temperature, name="teacher_loss")([x, taught]), name=student.name)
+    taught_loss = TeacherLoss(weight, temperature, name="teacher_loss")([x, taught])
+    return keras.Model(pixels, taught_loss, name=student.name)
 
 
-AUGMENTATION_LAYERS = ("flatten", "as_image", "random_shift", "random_rotation", "random_zoom", "as_vector",
-                       "random_lighting")
-TRAINING_ONLY_LAYERS = AUGMENTATION_LAYERS[1:]
+TRAINING_ONLY_LAYERS = ("as_image", "random_shift", "random_rotation", "random_zoom", "as_vector", "random_lighting")
+# the input's flattening and the training-only augmentation: the teacher sees what comes out of them
+AUGMENTATION_LAYERS = ("flatten", *TRAINING_ONLY_LAYERS)
 
 
 def inference_model(model: keras.Model) -> keras.Model:

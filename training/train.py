@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -109,13 +109,10 @@ def load_splits(config: TrainConfig) -> tuple[datasets.RawData, datasets.Splits]
     return raw, splits
 
 
-def compile_model(model: keras.Model, config: TrainConfig, train_size: int = 0, epochs: int | None = None,
-                  cosine_decay: bool | None = None) -> None:
+def compile_model(model: keras.Model, config: TrainConfig, train_size: int = 0) -> None:
     """Compile with the configured optimizer; with ``config.cosine_decay`` the learning rate falls
-    to zero over ``config.epochs`` epochs (or ``epochs``) of ``train_size`` examples."""
-    epochs = config.epochs if epochs is None else epochs
-    cosine_decay = config.cosine_decay if cosine_decay is None else cosine_decay
-    decay_steps = epochs * -(-train_size // config.batch_size) if cosine_decay else 0
+    to zero over ``config.epochs`` epochs of ``train_size`` examples."""
+    decay_steps = config.epochs * -(-train_size // config.batch_size) if config.cosine_decay else 0
     model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.momentum, decay_steps),
                   loss="categorical_crossentropy", metrics=["accuracy"])
 
@@ -209,7 +206,8 @@ def train_teacher(num_classes: int, splits: datasets.Splits, config: TrainConfig
     images, augmentation and light for ``config.teacher_epochs``, its learning rate falling to zero
     along a half cosine; returns its inference model (frozen by the distillation, never saved)."""
     teacher = build_teacher(num_classes, config)
-    compile_model(teacher, config, len(splits.x_train), epochs=config.teacher_epochs, cosine_decay=True)
+    schedule = replace(config, epochs=config.teacher_epochs, cosine_decay=True)
+    compile_model(teacher, schedule, len(splits.x_train))
     print(f"teacher: a small convolutional network, {config.teacher_epochs} epochs; the dense network learns "
           "from its answers next", flush=True)
     teacher.fit(splits.x_train, splits.y_train, epochs=config.teacher_epochs, batch_size=config.batch_size,
