@@ -5,7 +5,7 @@ backend costs per request). Run once per backend, pinned to one core for numbers
     KERAS_BACKEND=jax taskset -c 1 python -m bench.forward
 
 (with ``$BENTOML_HOME`` holding the first catalog family's model). Prints, for batches of 1, 4 and
-32 rows, the process CPU time per call of the service's own pass (``service.forward.CompiledForward``:
+32 rows, the process CPU time per call of the service's own pass (``execution.forward.CompiledForward``:
 XLA per bucket on TensorFlow, ``jax.jit`` per bucket on JAX) and of Keras' ``predict_on_batch``.
 """
 
@@ -35,13 +35,13 @@ def main() -> None:
     import keras
 
     from catalog import FAMILIES
-    from service import runtime
-    from service.forward import CompiledForward
+    from execution import runtime
+    from execution.forward import CompiledForward
     from service.model_store import StoredModel, reference
     from service.settings import Settings
 
     settings = Settings.from_env()
-    runtime.configure(settings)
+    runtime.configure(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
     family = FAMILIES[0]
     stored = StoredModel.of(family, reference(family))
     model = keras.saving.load_model(stored.path)

@@ -29,12 +29,13 @@ import numpy as np
 
 from catalog import FAMILIES, MODEL_FILE, Family, ModelMetadata
 from preprocessing import prepare_upload
-from service.answers import answer, calibrate, not_found
+from inference.answers import answer, not_found
+from inference.calibration import calibrate
 from service.settings import Settings
 from tools import ood
 from tools.uploads import dress_as_upload, encode_plain
-from training.calibration import expected_calibration_error as ece
-from training.calibration import fit_temperature
+from inference.calibration import expected_calibration_error as ece
+from inference.calibration import fit_temperature
 
 REAL_LIMIT = 0.02  # real test images flagged at most this share
 GRID = np.round(np.arange(0.05, 1.0001, 0.05), 2)

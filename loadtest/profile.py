@@ -21,7 +21,7 @@ from pathlib import Path
 BUCKETS: list[tuple[str, str]] = [
     ("image decode (Pillow)", r"\(preprocessing/decode\.py|\(PIL/"),
     ("preprocessing (OpenCV, numpy)", r"\(preprocessing/(digits|signs|vector|__init__)\.py|\(cv2/"),
-    ("model forward (Keras/TF/JAX)", r"\((keras|tensorflow|jax|jaxlib)/|\(service/forward\.py"),
+    ("model forward (Keras/TF/JAX)", r"\((keras|tensorflow|jax|jaxlib)/|\(execution/forward\.py"),
     ("model forward (numpy)", r"^NumpyMLP\.__call__"),
     ("multipart parsing", r"\((python_multipart|multipart|starlette/formparsers\.py|starlette/datastructures\.py)"),
     ("multipart parsing", r"^(Request\.form|Request\._get_form|request_body_to_args|_extract_form_body) "),
@@ -29,7 +29,7 @@ BUCKETS: list[tuple[str, str]] = [
     ("tracing (OpenTelemetry)", r"opentelemetry|\((trace|sdk/trace|context|propagate|util/http)/|\(asgi/__init__\.py"),
     ("metrics (Prometheus)", r"\((prometheus_client/|bentoml/_internal/server/http/instruments\.py|"
                              r"bentoml/_internal/server/metrics)"),
-    ("batching (dispatcher, batch assembly)", r"\((service/batching\.py|bentoml/_internal/marshal/|"
+    ("batching (dispatcher, batch assembly)", r"\((execution/batching\.py|bentoml/_internal/marshal/|"
                                               r"bentoml/_internal/runner/container\.py|_bentoml_sdk/method\.py)"),
     ("service-to-service call (client, serialisation)", r"\((_bentoml_impl/client|_bentoml_impl/serde|httpx|httpcore|"
                                                         r"aiohttp|_bentoml_sdk/io_models|pickle)"),

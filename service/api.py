@@ -1,18 +1,18 @@
 """The public HTTP routes: decode and validate the upload, preprocess, call the batched model, answer.
 
 :func:`create_app` builds a FastAPI app with ``POST /<route>/predict`` and ``/<route>/predict_batch``
-for every family of the catalog. The routes reach the running service through a dependency on
-``bentoml.get_current_service`` (BentoML's documented shape for a mounted FastAPI app): it holds
-one :class:`~service.served.ServedModel` per route in ``service.served``. A test swaps the service
-with ``app.dependency_overrides[current_service]``. Every client mistake gets the documented JSON error
-``{"error": "..."}`` with a 4xx status.
+for every family of the catalog, and the Open Inference Protocol routes (service/open_inference.py).
+The routes reach the running service through a dependency on ``bentoml.get_current_service``
+(BentoML's documented shape for a mounted FastAPI app): it holds one :class:`~inference.Classifier`
+per route in ``service.classifiers``, which does the work; a route checks the request and shapes
+nothing but errors. A test swaps the service with ``app.dependency_overrides[current_service]``.
+Every client mistake gets the documented JSON error ``{"error": "..."}`` with a 4xx status.
 """
 
 import json
 from typing import Annotated, Any, Sequence
 
 import bentoml
-import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,10 +20,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from catalog import FAMILIES, Family
-from preprocessing import ImageError, Prepared
-from service.answers import answer, not_found
-from service.decoding import BatchTooCostly, DecodeBusy, DecodeLimits, UploadDecoder
-from service.served import Overloaded, ServedModel
+from inference import Classifier
+from preprocessing import ImageError
+from service.errors import BUSY, ClientError, busy_response, error_response
+from service.open_inference import add_open_inference_routes
 from service.settings import Settings
 from service.web_ui import mount_ui
 
@@ -76,26 +76,14 @@ ERRORS = {
     413: {"model": ErrorBody, "description": "request body larger than the limit, or an image that would cost "
           "more than the limits to decode (from its header)"},
     503: {"model": ErrorBody, "description": "overloaded: the request could not be served within "
-          "the batching latency budget, or every decoder is busy; retry (Retry-After)"},
+          "the batching latency budget, every decoder is busy, or the model executor is restarting; "
+          "retry (Retry-After)"},
     "4XX": {"model": ErrorBody, "description": "every client error has this shape (never 422)"},
 }
 
 
-class ClientError(Exception):
-    """An answer other than 200, with its status and message (client mistakes, and 503 busy)."""
-
-    def __init__(self, status_code: int, message: str):
-        super().__init__(message)
-        self.status_code = status_code
-
-
-def error_response(status_code: int, message: str) -> JSONResponse:
-    """The documented error body ``{"error": message}``."""
-    return JSONResponse({"error": message}, status_code=status_code)
-
-
 async def current_service() -> Any:
-    """The running service instance of this worker (it holds ``served[route]``).
+    """The running service instance of this worker (it holds ``classifiers[route]``).
 
     ``bentoml.get_current_service`` behind an async function: FastAPI runs a plain function
     dependency in its thread pool, a thread hop per request that cost 8 % of a worker's CPU.
@@ -111,13 +99,10 @@ ReturnInputField = Annotated[bool, Form(description="also return the preprocesse
                                                     "(input_image)")]
 
 
-def create_app(settings: Settings, families: Sequence[Family] = FAMILIES,
-               decoder: UploadDecoder | None = None) -> FastAPI:
-    """The FastAPI app of the upload routes, the web page and the API reference page.
-
-    ``decoder``: the worker's upload decoding (service/decoding.py); the body limit and the other
-    guards of every route are service/guards.py's, registered on the BentoML service."""
-    decoder = decoder or UploadDecoder(DecodeLimits.from_settings(settings))
+def create_app(settings: Settings, families: Sequence[Family] = FAMILIES) -> FastAPI:
+    """The FastAPI app of the upload routes, the Open Inference Protocol routes, the web page and
+    the API reference page. The body limit and the other guards of every route are
+    service/guards.py's, registered on the BentoML service."""
     app = FastAPI(
         title="Digits and signs",
         description="Dense MNIST digit and ASL letter classifiers from the course 'How a Neural Network Trains'.",
@@ -127,21 +112,26 @@ def create_app(settings: Settings, families: Sequence[Family] = FAMILIES,
     )
     _add_error_handlers(app)
     for family in families:
-        _add_family_routes(app, family, settings, decoder)
+        _add_family_routes(app, family, settings)
+    add_open_inference_routes(app, settings, current_service, families)
     mount_ui(app)
     return app
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClientError)
-    async def _client_error(request: Request, exc: ClientError) -> JSONResponse:
-        response = error_response(exc.status_code, str(exc))
-        if exc.status_code == 503:
-            response.headers["Retry-After"] = "1"
-        return response
+    async def _client_error(request: Request, exc: ClientError):
+        return error_response(exc.status_code, str(exc))
+
+    @app.exception_handler(ImageError)
+    async def _image_error(request: Request, exc: ImageError):
+        return error_response(exc.status_code, str(exc))
+
+    for kind in BUSY:
+        app.add_exception_handler(kind, lambda request, exc: busy_response(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid_request(request: Request, exc: RequestValidationError):
         problems = []
         for error in exc.errors():
             field = str(error.get("loc", ("", "?"))[-1])
@@ -159,56 +149,23 @@ def _add_error_handlers(app: FastAPI) -> None:
         return error_response(400, "; ".join(dict.fromkeys(problems)) or "invalid request")
 
     @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: HTTPException):
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if exc.status_code == 400 and "parsing the body" in message:
             message = "the request body is not valid multipart/form-data"
         elif exc.status_code == 405:
             allowed = (exc.headers or {}).get("Allow", "")
             message = f"method {request.method} is not allowed on {request.url.path}; allowed: {allowed}"
-        response = error_response(exc.status_code, message)
-        response.headers.update(exc.headers or {})  # 405's Allow
-        return response
+        return error_response(exc.status_code, message, exc.headers)  # 405's Allow
 
 
-async def _forward(served: ServedModel, rows: np.ndarray) -> np.ndarray:
-    try:
-        return await served(rows)
-    except Overloaded:
-        raise ClientError(503, "the model is busy right now; retry in a moment") from None
+def _check_top_k(top_k: int, classifier: Classifier) -> None:
+    if not 1 <= top_k <= len(classifier.class_names):
+        raise ClientError(400, f"top_k must be between 1 and {len(classifier.class_names)} for this model, "
+                          f"got {top_k}")
 
 
-def _check_top_k(top_k: int, num_classes: int) -> None:
-    if not 1 <= top_k <= num_classes:
-        raise ClientError(400, f"top_k must be between 1 and {num_classes} for this model, got {top_k}")
-
-
-async def _vector(data: bytes, preprocessing: str, decoder: UploadDecoder, name: str | None = None,
-                  budget: list[int] | None = None) -> Prepared:
-    """The upload made ready for the model; ``budget``: ``[decode work the request may still spend]`` (batches)."""
-    try:
-        prepared, work = await decoder.prepare(data, preprocessing, budget[0] if budget else None)
-    except ImageError as exc:
-        where = f"{name}: " if name else ""
-        raise ClientError(exc.status_code, f"{where}{exc}") from None
-    except DecodeBusy:
-        raise ClientError(503, "every image decoder is busy right now; retry in a moment") from None
-    if budget:
-        budget[0] -= work
-    return prepared
-
-
-def _batch_budget(uploads: list[tuple[str, bytes]], decoder: UploadDecoder) -> list[int]:
-    """``[decode work left]`` for a batch, after a first pass over its uploads' headers: a batch
-    over the limit is refused before any image of it is decoded."""
-    try:
-        decoder.price_batch([data for _, data in uploads])
-    except BatchTooCostly as exc:
-        raise ClientError(exc.error.status_code, f"{uploads[exc.index][0]}: {exc.error}") from None
-    return [decoder.batch_limit]
-
-
-def _add_family_routes(app: FastAPI, family: Family, settings: Settings, decoder: UploadDecoder) -> None:
+def _add_family_routes(app: FastAPI, family: Family, settings: Settings) -> None:
     """POST /<route>/predict and /<route>/predict_batch for one family."""
     route, what = family.route, family.classifies
 
@@ -218,16 +175,11 @@ def _add_family_routes(app: FastAPI, family: Family, settings: Settings, decoder
     async def predict(service: CurrentService, image: ImageField,
                       top_k: TopKField = settings.default_top_k,
                       return_input: ReturnInputField = False) -> JSONResponse:
-        served: ServedModel = service.served[route]
-        _check_top_k(top_k, len(served.class_names))
-        prepared = await _vector(await image.read(), served.preprocessing, decoder)
-        if not prepared.found:  # nothing to classify: no forward pass
-            return JSONResponse(not_found(prepared.reason, served.tag, prepared.vector if return_input else None))
-        probabilities = await _forward(served, prepared.vector[None])
+        classifier: Classifier = service.classifiers[route]
+        _check_top_k(top_k, classifier)
         # JSONResponse directly: the answer is built to the documented model already, and
         # FastAPI's re-validation of it cost ~4 % of a worker's CPU
-        return JSONResponse(answer(probabilities[0], served.class_names, served.tag, top_k,
-                                   prepared.vector if return_input else None, unsure_below=settings.unsure_below))
+        return JSONResponse(await classifier.classify(await image.read(), top_k, return_input))
 
     @app.post(f"/{route}/predict_batch", response_model=BatchPrediction, responses=ERRORS,
               summary=f"Classify up to {settings.max_batch_files} images of {what}", tags=[route],
@@ -235,26 +187,11 @@ def _add_family_routes(app: FastAPI, family: Family, settings: Settings, decoder
     async def predict_batch(service: CurrentService, images: ImagesField,
                             top_k: TopKField = settings.default_top_k,
                             return_input: ReturnInputField = False) -> JSONResponse:
-        served: ServedModel = service.served[route]
-        _check_top_k(top_k, len(served.class_names))
+        classifier: Classifier = service.classifiers[route]
+        _check_top_k(top_k, classifier)
         if not 1 <= len(images) <= settings.max_batch_files:
             raise ClientError(400, f"send 1 to {settings.max_batch_files} images, got {len(images)}")
         named = [(f"image {i} ({upload.filename or 'unnamed'})", await upload.read())
                  for i, upload in enumerate(images, start=1)]
-        budget = _batch_budget(named, decoder)
-        uploads = [await _vector(data, served.preprocessing, decoder, name, budget) for name, data in named]
-        # one forward pass for the images with something in them; the others answer found: false
-        found = [i for i, prepared in enumerate(uploads) if prepared.found]
-        probabilities = {}
-        if found:
-            rows = await _forward(served, np.stack([uploads[i].vector for i in found]))
-            probabilities = dict(zip(found, rows))
-        predictions = []
-        for i, prepared in enumerate(uploads):
-            shown = prepared.vector if return_input else None
-            if prepared.found:
-                predictions.append(answer(probabilities[i], served.class_names, served.tag, top_k, shown,
-                                          unsure_below=settings.unsure_below))
-            else:
-                predictions.append(not_found(prepared.reason, served.tag, shown))
-        return JSONResponse({"model": served.tag, "predictions": predictions})
+        predictions = await classifier.classify_batch(named, top_k, return_input)
+        return JSONResponse({"model": classifier.tag, "predictions": predictions})

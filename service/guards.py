@@ -34,7 +34,7 @@ import os
 import signal
 import time
 from http import HTTPStatus
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 logger = logging.getLogger("bentoml.digits_and_signs")
 
@@ -165,9 +165,11 @@ class Guard:
     def __init__(self, app, *, max_body_bytes: int, body_timeout_s: float,
                  json_checks: Mapping[str, Callable[[Any], str | None]] | None = None,
                  max_json_bytes: int | None = None,
+                 body_limits: Sequence[tuple[Callable[[str], bool], int]] = (),
                  metrics: RequestMetrics | None = None, drain: Drain | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_limits = list(body_limits)  # (path predicate, its own limit) for routes with larger bodies
         self.max_json_bytes = min(max_json_bytes or max_body_bytes, max_body_bytes)
         self.body_timeout_s = body_timeout_s
         self.json_checks = dict(json_checks or {})
@@ -243,7 +245,7 @@ class Guard:
         declared = _header(headers, b"content-length")
         if declared is None and _header(headers, b"transfer-encoding") is None:
             return None
-        limit = self.max_json_bytes if scope.get("path") in self.json_checks else self.max_body_bytes
+        limit = self._limit(scope.get("path") or "")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _BodyProblem(413, self._too_large(limit))
         chunks, received = [], 0
@@ -272,6 +274,11 @@ class Guard:
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
+
+    def _limit(self, path: str) -> int:
+        if path in self.json_checks:
+            return self.max_json_bytes
+        return next((limit for matches, limit in self.body_limits if matches(path)), self.max_body_bytes)
 
     @staticmethod
     def _too_large(limit: int) -> str:

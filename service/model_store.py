@@ -32,9 +32,10 @@ class CatalogModel(bentoml.models.BentoModel):
         return super().resolve(base_path)
 
 
-def reference(family: Family) -> bentoml.models.BentoModel:
-    """The store entry a family is served from (resolved when the service starts, not at import)."""
-    return CatalogModel(family.model_tag)
+def reference(family: Family, tag: str | None = None) -> bentoml.models.BentoModel:
+    """The store entry a family is served from: ``tag``, else its newest version (resolved when the
+    service starts, not at import)."""
+    return CatalogModel(tag or family.model_tag)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,16 @@
 """BentoML entry point (``bentoml serve`` reads ``service.service:DigitsAndSigns`` from bentofile.yaml).
 
-One service; each of its worker processes holds every model of the catalog and does the whole
-request: decode and preprocess the upload, queue the vector for the model's next batched forward
-pass (service/batching.py), answer. The HTTP routes are the FastAPI app of service/api.py; costly
-uploads are decoded off the event loop (service/decoding.py: threads, processes); every route, BentoML's
-own included, is behind service/guards.py's middleware, and SIGTERM drains before the worker exits.
+The HTTP workers of :class:`DigitsAndSigns` handle requests: decode and preprocess the upload
+(costly ones off the event loop, service/decoding.py), queue the vector for a batched forward pass,
+answer (service/api.py: one :class:`~inference.Classifier` per family does the work). Where the
+forward passes run is the placement (``PLACEMENT``, execution/placement.py): in each worker, the
+CPU default, or in one model executor per GPU (service/model_executor.py), which this service then
+depends on. Every route, BentoML's own included, is behind service/guards.py's middleware, and
+SIGTERM drains before a worker exits.
 
-Importing this module reads the settings and declares the service; it loads nothing. The models
-are resolved, loaded and compiled when a worker creates the service instance.
+Importing this module reads the settings, decides the placement and declares the services; it
+loads nothing. The models are resolved, loaded and compiled when a worker (or the executor)
+creates its service instance.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import resource
 from typing import Annotated, Any
 
@@ -23,25 +27,33 @@ import numpy as np
 from bentoml.validators import DType, Shape
 from pydantic import AfterValidator
 
-from catalog import FAMILIES, Family
+from catalog import FAMILIES
+from execution import placement
+from execution.client import ExecutorClient, socket_path
 from preprocessing import VECTOR_LENGTH
-from service import runtime
 from service.api import create_app
 from service.decoding import DecodeLimits, UploadDecoder
 from service.guards import Drain, Guard, RequestMetrics, add_metrics_route
-from service.model_store import StoredModel, reference
+from service.models import load_classifiers, pinned_references
+from service.open_inference import is_infer_path
 from service.ready import ready_line
-from service.served import ServedModel
 from service.settings import Settings
 from service.web_ui import add_openapi_route
 
 logger = logging.getLogger("bentoml.digits_and_signs")
 
 SETTINGS = Settings.from_env()
+# Decided once, in BentoML's arbiter (the first process to import this), and inherited by every
+# worker it starts, so that all of them agree.
+PLACEMENT = os.environ["PLACEMENT"] = placement.resolve(SETTINGS.placement)
+MODELS = pinned_references()
 # One of each per worker process (each imports this module).
 DECODER = UploadDecoder(DecodeLimits.from_settings(SETTINGS))
 DRAIN = Drain(SETTINGS.drain_seconds)
 METRICS = RequestMetrics()
+
+if PLACEMENT == placement.EXECUTOR:
+    from service.model_executor import ModelExecutor
 
 
 def _finite_pixels(pixels: np.ndarray) -> np.ndarray:
@@ -80,27 +92,62 @@ def pixels_problem(body: Any) -> str | None:
     return None
 
 
+def probabilities_api(route: str):
+    """``POST /<route>_probabilities``: a family's calibrated probabilities for ready-made vectors, as
+    a BentoML API (batchable: BentoML's own adaptive batching, before the service's own queue)."""
+    fam = next(f for f in FAMILIES if f.route == route)
+
+    async def probabilities(self, pixels: Pixels) -> np.ndarray:
+        return await self.classifiers[route].aprobabilities(pixels)
+
+    probabilities.__name__ = probabilities.__qualname__ = f"{route}_probabilities"
+    probabilities.__doc__ = (f"Class probabilities (n, classes) of {fam.classifies} for (n, {VECTOR_LENGTH}) "
+                             "preprocessed pixels: calibrated, the same numbers as the predict routes give.")
+    if SETTINGS.batching:
+        return bentoml.api(batchable=True, batch_dim=0, max_batch_size=SETTINGS.max_batch_size,
+                           max_latency_ms=SETTINGS.max_latency_ms)(probabilities)
+    return bentoml.api(probabilities)
+
+
+APP = create_app(SETTINGS)
+add_metrics_route(APP)
+
+
+@bentoml.service(name="digits_and_signs", workers=SETTINGS.workers, traffic={"timeout": 30},
+                 **SETTINGS.bentoml_config())
+@bentoml.asgi_app(APP, path="/")
 class DigitsAndSigns:
-    """POST /<route>/predict and /<route>/predict_batch for every family (multipart image uploads);
-    POST /<route>_probabilities: ready-made (n, 784) vectors, BentoML-batched (calibrated
-    probabilities, like every answer)."""
+    """The upload routes ``POST /<route>/predict`` and ``/<route>/predict_batch`` and the Open
+    Inference Protocol ``/v2/...`` (the mounted app, service/api.py), the vector APIs
+    ``POST /<route>_probabilities``, the page ``/ui/`` and the API reference ``/docs``."""
+
+    # one store entry and one vector API per catalog family (tests/test_catalog.py checks them all)
+    mnist_model = MODELS["mnist"]
+    asl_model = MODELS["asl"]
+    mnist_probabilities = probabilities_api("mnist")
+    asl_probabilities = probabilities_api("asl")
+    if PLACEMENT == placement.EXECUTOR:
+        executor = bentoml.depends(ModelExecutor)  # started, given the GPUs and respawned by BentoML
 
     def __init__(self) -> None:
         DRAIN.install()  # SIGTERM: /readyz 503 for DRAIN_SECONDS, then uvicorn's graceful shutdown
         asyncio.ensure_future(DECODER.start())
         _raise_open_files_limit()
-        backend = runtime.configure(SETTINGS)
         from prometheus_client import Histogram  # in the worker, after BentoML set up its metrics
 
-        sizes = Histogram("model_batch_size", "Requests per forward pass of the upload routes",
-                          labelnames=["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-        self.served: dict[str, ServedModel] = {}
-        for family in FAMILIES:
-            stored = StoredModel.of(family, getattr(type(self), _model_attribute(family)))
-            self.served[family.route] = ServedModel.load(
-                family, stored, SETTINGS, on_batch=sizes.labels(model=family.route).observe)
-        compiled = {route: served.forward.compiled for route, served in self.served.items()}
-        logger.info("digits_and_signs: %s; forward pass: %s", backend, compiled)
+        sizes = Histogram("model_batch_size", "Requests per forward pass", labelnames=["model"],
+                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+        self.executor_client = None
+        if PLACEMENT == placement.EXECUTOR:
+            worker = bentoml.server_context.worker_index or 1
+            self.executor_client = ExecutorClient(
+                socket_path((worker - 1) % placement.executors() + 1),
+                answer_timeout_s=(SETTINGS.max_latency_ms + SETTINGS.executor_timeout_ms) / 1000)
+            self.executor_client.start()
+        self.classifiers, where = load_classifiers(
+            SETTINGS, MODELS, DECODER, where=PLACEMENT, executor=self.executor_client,
+            on_batch=lambda route: sizes.labels(model=route).observe)
+        logger.info("digits_and_signs: %s", where)
         # TensorFlow, Keras and BentoML leave ~0.5 M long-lived objects behind: a full garbage
         # collection walks them all (~220 ms here), stalling every request of the worker. Frozen,
         # the collector skips them; what requests allocate is still collected.
@@ -110,12 +157,15 @@ class DigitsAndSigns:
             logger.info(ready_line())
 
     def __is_ready__(self) -> bool:
-        """BentoML's readiness hook (/readyz): not ready while draining before shutdown."""
-        return not DRAIN.draining
+        """BentoML's readiness hook (/readyz): not while draining before shutdown, nor while the
+        model executor is away (starting, or restarting after it died)."""
+        return not DRAIN.draining and (self.executor_client is None or self.executor_client.ready)
 
     @bentoml.on_shutdown
-    async def _stop_decoders(self) -> None:
+    async def _stop(self) -> None:
         await DECODER.aclose()
+        if self.executor_client is not None:
+            await self.executor_client.aclose()
 
 
 def _raise_open_files_limit() -> None:
@@ -126,47 +176,11 @@ def _raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _model_attribute(family: Family) -> str:
-    return f"{family.route}_model"
-
-
-def _probabilities_api(family: Family):
-    """``POST /<route>_probabilities``: the family's forward pass as a BentoML (batchable) API."""
-
-    def probabilities(self, pixels: Pixels) -> np.ndarray:
-        return self.served[family.route].probabilities(pixels)
-
-    probabilities.__name__ = probabilities.__qualname__ = f"{family.route}_probabilities"
-    probabilities.__doc__ = (f"Class probabilities (n, classes) of {family.classifies} "
-                             f"for (n, {VECTOR_LENGTH}) preprocessed pixels: calibrated, "
-                             "the same numbers as the predict routes give.")
-    if SETTINGS.batching:
-        options = dict(batchable=True, batch_dim=0, max_batch_size=SETTINGS.max_batch_size,
-                       max_latency_ms=SETTINGS.max_latency_ms)
-    else:
-        options = dict(batchable=False)
-    return bentoml.api(**options)(probabilities)
-
-
-# BentoML finds a service's models and APIs among its class attributes: one of each per family
-# (``mnist_model``, ``mnist_probabilities``, ...), so that `bentoml build` packages every model.
-for _family in FAMILIES:
-    setattr(DigitsAndSigns, _model_attribute(_family), reference(_family))
-    setattr(DigitsAndSigns, f"{_family.route}_probabilities", _probabilities_api(_family))
-
-APP = create_app(SETTINGS, decoder=DECODER)
-add_metrics_route(APP)
 add_openapi_route(APP, lambda: DigitsAndSigns.openapi_spec.asdict())
-DigitsAndSigns = bentoml.service(
-    name="digits_and_signs",
-    resources={"gpu": 1},
-    workers=SETTINGS.workers,
-    traffic={"timeout": 30},
-    **SETTINGS.bentoml_config(),
-)(bentoml.asgi_app(APP, path="/")(DigitsAndSigns))
 # On every route, BentoML's own included: body limit and timeouts, JSON errors, metrics, drain.
 DigitsAndSigns.add_asgi_middleware(
     Guard, max_body_bytes=SETTINGS.max_body_bytes, body_timeout_s=SETTINGS.body_timeout_ms / 1000,
     json_checks={f"/{family.route}_probabilities": pixels_problem for family in FAMILIES},
-    max_json_bytes=SETTINGS.max_batch_size * VECTOR_LENGTH * 32,  # 32 characters a number at most
+    max_json_bytes=SETTINGS.max_json_bytes,
+    body_limits=[(is_infer_path, SETTINGS.max_infer_bytes)],
     metrics=METRICS, drain=DRAIN)

@@ -10,12 +10,18 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Mapping
 
+from preprocessing import VECTOR_LENGTH
+
+#: Largest JSON header of a binary Open Inference Protocol request (the tensors' names, shapes, types).
+INFER_HEADER_BYTES = 64 * 1024
+
 
 def _env(name: str, default, help: str, minimum: int = 1):
     return field(default=default, metadata={"env": name, "help": help, "minimum": minimum})
 
 
 _ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
+_CHOICES = {"PLACEMENT": ("auto", "worker", "executor")}
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,21 @@ class Settings:
     xla: bool = _env("XLA", True,
                      "the forward pass compiled once per batch size (XLA on TensorFlow, jax.jit on JAX); "
                      "`off`: Keras' predict_on_batch")
+    placement: str = _env("PLACEMENT", "auto",
+                          "where the forward passes run: `worker` (in every worker, each batching its own "
+                          "requests), `executor` (one model executor process per GPU, pooling every worker's "
+                          "requests), `auto` (executor when a GPU and a CUDA-enabled backend are there, else worker)")
+    max_infer_rows: int = _env("MAX_INFER_ROWS", 4096,
+                               "most rows (images) in one Open Inference Protocol request (/v2/models/.../infer)")
+    executor_batch_size: int = _env("EXECUTOR_BATCH_SIZE", 16384,
+                                    "most rows in one forward pass of a model executor (it pools every worker's "
+                                    "requests)")
+    executor_passes: int = _env("EXECUTOR_PASSES", 2,
+                                "forward passes a model executor runs at once (on a GPU: one is copied in "
+                                "while another computes)")
+    executor_timeout_ms: int = _env("EXECUTOR_TIMEOUT_MS", 5000,
+                                    "a request the model executor has not answered within MAX_LATENCY_MS + this "
+                                    "gets 503")
     inline_decode_bytes: int = _env("INLINE_DECODE_BYTES", 64 * 1024,
                                     "an upload's header is read from its first this many bytes on the event loop; "
                                     "uploads up to this size whose decode work is at most INLINE_DECODE_PIXELS are "
@@ -83,9 +104,27 @@ class Settings:
 
     @property
     def buckets(self) -> tuple[int, ...]:
-        """Batch sizes the forward pass is compiled for: powers of two up to ``max_batch_size``."""
-        powers = tuple(2**i for i in range(16) if 2**i < self.max_batch_size)
-        return powers + (self.max_batch_size,)
+        """Batch sizes an in-worker forward pass is compiled for: powers of two up to the largest
+        request, an Open Inference Protocol request of ``max_infer_rows`` (requests coalesce up to
+        ``max_batch_size`` rows)."""
+        return _powers_of_two_to(max(self.max_batch_size, self.max_infer_rows))
+
+    @property
+    def executor_buckets(self) -> tuple[int, ...]:
+        """Batch sizes a model executor's forward pass is compiled for."""
+        return _powers_of_two_to(max(self.executor_batch_size, self.max_infer_rows))
+
+    @property
+    def max_json_bytes(self) -> int:
+        """Largest JSON body of the vector routes: ``max_batch_size`` rows at 32 characters a number
+        at most (parsing JSON holds the event loop; bulk rows travel as binary tensors)."""
+        return self.max_batch_size * VECTOR_LENGTH * 32
+
+    @property
+    def max_infer_bytes(self) -> int:
+        """Largest Open Inference Protocol request with binary tensors: the largest useful one,
+        ``max_infer_rows`` rows of FP32 (4 bytes a pixel), after a JSON header of up to 64 KiB."""
+        return INFER_HEADER_BYTES + self.max_infer_rows * VECTOR_LENGTH * 4
 
     def bentoml_config(self) -> dict:
         """The ``@bentoml.service`` options these settings decide (access log, tracing), and BentoML's
@@ -97,6 +136,10 @@ class Settings:
         if not self.tracing:
             config["tracing"] = {"excluded_urls": [".*"]}
         return config
+
+
+def _powers_of_two_to(largest: int) -> tuple[int, ...]:
+    return tuple(2**i for i in range(32) if 2**i < largest) + (largest,)
 
 
 def _parse(raw: str, default, name: str, minimum: int = 1):
@@ -115,6 +158,10 @@ def _parse(raw: str, default, name: str, minimum: int = 1):
             raise ValueError(f"{name}={raw!r}: expected a number from 0 to 1")
         return number
     if name == "WORKERS" and raw == "cpu_count":
+        return raw
+    if name in _CHOICES:
+        if raw not in _CHOICES[name]:
+            raise ValueError(f"{name}={raw!r}: expected one of {', '.join(_CHOICES[name])}")
         return raw
     try:
         value = int(raw)

@@ -61,12 +61,27 @@ def served_models(tmp_path_factory) -> dict[str, str]:
     return tags
 
 
+SMALL_LIMITS = {"MAX_BODY_BYTES": str(3 * 1024 * 1024), "MAX_IMAGE_PIXELS": str(4_000_000)}
+
+
 @pytest.fixture(scope="session")
 def server(served_models, tmp_path_factory):
-    """`bentoml serve` of the source tree with small limits, so the limit tests stay cheap."""
+    """`bentoml serve` of the source tree with small limits, so the limit tests stay cheap; on this
+    CPU-only machine the forward passes run in the workers (PLACEMENT=auto)."""
     from tools.servers import Server
 
-    env = {"MAX_BODY_BYTES": str(3 * 1024 * 1024), "MAX_IMAGE_PIXELS": str(4_000_000)}
-    handle = Server(env=env, log=tmp_path_factory.mktemp("logs") / "serve.log").wait_ready()
+    handle = Server(env=SMALL_LIMITS, log=tmp_path_factory.mktemp("logs") / "serve.log").wait_ready()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def executor_server(served_models, tmp_path_factory):
+    """The same with the other placement: two HTTP workers and one model executor (on JAX's CPU
+    backend here), as on a GPU machine; a smaller largest pass keeps its compilation short."""
+    from tools.servers import Server
+
+    env = {**SMALL_LIMITS, "PLACEMENT": "executor", "WORKERS": "2", "EXECUTOR_BATCH_SIZE": "4096"}
+    handle = Server(env=env, log=tmp_path_factory.mktemp("logs") / "serve-executor.log").wait_ready()
     yield handle
     handle.stop()

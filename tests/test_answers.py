@@ -19,8 +19,8 @@ from PIL import Image
 
 from catalog import ModelMetadata
 from preprocessing import image_to_vector, prepare_upload
-from service.answers import answer, calibrate, not_found
-from service.served import temperature_of
+from inference.answers import answer, not_found
+from inference.calibration import calibrate, temperature_of
 from service.settings import Settings
 from tools.ood import ood_uploads
 from tools.servers import REPO, Server

@@ -10,34 +10,40 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from catalog import ModelMetadata, family
+from execution.batching import Overloaded
+from inference import Classifier
 from service.api import create_app, current_service
-from service.served import Overloaded
 from service.settings import Settings
 
 
-class FakeServed:
-    """What the routes use of a ServedModel: metadata, tag, and an awaitable forward pass."""
+class StandInModel:
+    """An awaitable forward pass that always answers the third class, and counts its rows."""
 
-    def __init__(self, route: str, busy: bool = False):
-        fam = family(route)
-        self.metadata = ModelMetadata(class_names=list(fam.class_names), preprocessing=fam.preprocessing)
-        self.tag, self.busy, self.calls = f"{fam.store_name}:test", busy, []
-
-    class_names = property(lambda self: self.metadata.class_names)
-    preprocessing = property(lambda self: self.metadata.preprocessing)
+    def __init__(self, classes: int, busy: bool = False):
+        self.classes, self.busy, self.calls = classes, busy, []
 
     async def __call__(self, rows: np.ndarray) -> np.ndarray:
         if self.busy:
             raise Overloaded("busy")
         self.calls.append(len(rows))
-        out = np.full((len(rows), len(self.class_names)), 0.01, np.float32)
-        out[:, 2] = 1 - 0.01 * (len(self.class_names) - 1)  # always the third class
+        out = np.full((len(rows), self.classes), 0.01, np.float32)
+        out[:, 2] = 1 - 0.01 * (self.classes - 1)
         return out
 
 
 class FakeService:
+    """What the routes use of the service: a Classifier per route, whose model is a stand-in."""
+
     def __init__(self, busy: bool = False):
-        self.served = {route: FakeServed(route, busy) for route in ("mnist", "asl")}
+        self.classifiers, self.models = {}, {}
+        for route in ("mnist", "asl"):
+            fam = family(route)
+            self.models[route] = StandInModel(len(fam.class_names), busy)
+            metadata = ModelMetadata(class_names=list(fam.class_names), preprocessing=fam.preprocessing)
+            self.classifiers[route] = Classifier(f"{fam.store_name}:test", metadata, self.models[route])
+
+    def __is_ready__(self) -> bool:
+        return True
 
 
 def client(service: FakeService, **settings) -> TestClient:
@@ -59,14 +65,14 @@ def test_predict_shapes_the_answer_from_the_models_metadata():
     body = client(service).post("/asl/predict", files={"image": ("a.png", png())}, data={"top_k": "2"}).json()
     assert body["label"] == "C" and body["index"] == 2 and body["model"] == "asl_dense:test"
     assert [entry["label"] for entry in body["top_k"]][0] == "C" and len(body["top_k"]) == 2
-    assert service.served["asl"].calls == [1]
+    assert service.models["asl"].calls == [1]
 
 
 def test_predict_batch_is_one_forward_pass_in_upload_order():
     service = FakeService()
     files = [("images", (f"{i}.png", png())) for i in range(3)]
     body = client(service).post("/mnist/predict_batch", files=files).json()
-    assert len(body["predictions"]) == 3 and service.served["mnist"].calls == [3]
+    assert len(body["predictions"]) == 3 and service.models["mnist"].calls == [3]
 
 
 @pytest.mark.parametrize("files, data, status, text", [

@@ -1,4 +1,4 @@
-"""The in-process batcher of the upload routes (service/batching.py), without a server."""
+"""The in-process batcher of the upload routes (execution/batching.py), without a server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from service.batching import Batcher, Overloaded, Unbatched
+from execution.batching import Batcher, Overloaded, Unbatched
 
 
 class RecordingModel:
@@ -145,14 +145,14 @@ def test_a_pass_of_one_request_counts_one_whatever_its_rows(kind):
     assert passes == [1]
 
 
-# ---- the compiled forward pass (service/forward.py) ---------------------------------------------
+# ---- the compiled forward pass (execution/forward.py) ---------------------------------------------
 
 @pytest.mark.parametrize("xla", [True, False])
 def test_compiled_forward_gives_keras_own_output_for_any_batch_size(xla):
     """XLA or predict_on_batch, padded to buckets or sliced past the largest: the model's own answer."""
     import keras
 
-    from service.forward import CompiledForward
+    from execution.forward import CompiledForward
     from service.settings import Settings
     from training.config import TrainConfig
     from training.models import build_classifier, inference_model

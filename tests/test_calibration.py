@@ -1,4 +1,4 @@
-"""Temperature scaling and the expected calibration error (training/calibration.py), on numbers
+"""Temperature scaling and the expected calibration error (inference/calibration.py), on numbers
 whose answer is known."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.calibration import (
-    apply_temperature,
+from inference.calibration import (
+    calibrate,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
@@ -41,7 +41,7 @@ def test_fit_recovers_a_known_temperature(true_temperature):
 def test_temperature_scaling_lowers_the_ece_of_an_overconfident_model():
     probabilities, labels = model_with_known_temperature(2.0)
     before = expected_calibration_error(probabilities, labels)
-    after = expected_calibration_error(apply_temperature(probabilities, fit_temperature(probabilities, labels)), labels)
+    after = expected_calibration_error(calibrate(probabilities, fit_temperature(probabilities, labels)), labels)
     assert before > 0.1 and after < 0.02
 
 
@@ -49,11 +49,11 @@ def test_apply_temperature_keeps_the_ranking_and_sums_to_one():
     probabilities, _ = model_with_known_temperature(1.0, n=50)
     probabilities[0] = [1.0] + [0.0] * 9  # underflowed classes: floored, not NaN
     for temperature in (0.3, 1.0, 4.0):
-        calibrated = apply_temperature(probabilities, temperature)
+        calibrated = calibrate(probabilities, temperature)
         assert np.all(np.isfinite(calibrated)) and np.allclose(calibrated.sum(axis=1), 1.0)
         assert np.array_equal(calibrated.argmax(axis=1), probabilities.argmax(axis=1))
-    np.testing.assert_allclose(apply_temperature(probabilities, 1.0), probabilities, atol=1e-6)
-    assert apply_temperature(probabilities, 4.0)[1].max() < probabilities[1].max()  # softer
+    np.testing.assert_allclose(calibrate(probabilities, 1.0), probabilities, atol=1e-6)
+    assert calibrate(probabilities, 4.0)[1].max() < probabilities[1].max()  # softer
 
 
 def test_ece_of_a_hand_computed_example():

@@ -36,7 +36,8 @@ def test_the_service_declares_one_model_and_api_per_family_and_routes_for_each()
     from service.service import DigitsAndSigns
     from service.settings import Settings
 
-    assert sorted(str(m.tag) for m in DigitsAndSigns.models) == sorted(f.model_tag for f in FAMILIES)
+    # each family's newest version (pinned to its exact version once the store has them all)
+    assert sorted(m.tag.name for m in DigitsAndSigns.models) == sorted(f.store_name for f in FAMILIES)
     assert set(DigitsAndSigns.apis) == {f"{route}_probabilities" for route in ROUTES}
     paths = {route.path for route in create_app(Settings()).routes}
     for route in ROUTES:

@@ -175,8 +175,8 @@ def test_profile_buckets():
         worker + 'find_digit (preprocessing/digits.py:300);morphologyEx (cv2/__init__.py:1) 20',
         worker + 'EpollSelector.select (selectors.py:468) 500',
         'process 2:"python -m _bentoml_impl.worker.service . --service-name models";'
-        'Batcher._drain (service/batching.py:78);CompiledForward.__call__ (service/forward.py:81);'
-        'CompiledForward._jax_pass.<locals>.<lambda> (service/forward.py:66) 50',
+        'Batcher._drain (execution/batching.py:78);CompiledForward.__call__ (execution/forward.py:81);'
+        'CompiledForward._jax_pass.<locals>.<lambda> (execution/forward.py:66) 50',
     ])
     result = profile.breakdown(raw)
     front = result["bentoml worker front"]

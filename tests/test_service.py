@@ -20,8 +20,7 @@ from PIL import Image
 
 from catalog import ModelMetadata
 from preprocessing import image_to_vector
-from service.answers import calibrate
-from service.served import temperature_of
+from inference.calibration import calibrate, temperature_of
 from tools.servers import BENTOML, REPO, Server, free_port
 from training import store
 

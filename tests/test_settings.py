@@ -16,8 +16,13 @@ def test_defaults_and_parsing():
     assert (default.batching, default.workers, default.max_batch_size) == (True, "cpu_count", 128)
     tuned = Settings.from_env({"BATCHING": "off", "WORKERS": "3", "MAX_BATCH_SIZE": " 64 ", "ACCESS_LOG": "yes"})
     assert (tuned.batching, tuned.workers, tuned.max_batch_size, tuned.access_log) == (False, 3, 64, True)
-    assert tuned.buckets == (1, 2, 4, 8, 16, 32, 64)
-    assert Settings(max_batch_size=100).buckets[-2:] == (64, 100)
+    # compiled up to the largest request: a bulk one of MAX_INFER_ROWS, or a coalesced batch
+    assert tuned.buckets == (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+    assert Settings(max_batch_size=100, max_infer_rows=64).buckets[-2:] == (64, 100)
+    assert Settings().executor_buckets[-1] == 16384 and Settings(executor_batch_size=1000).executor_buckets[-1] == 4096
+    assert Settings.from_env({"PLACEMENT": "executor"}).placement == "executor"
+    with pytest.raises(ValueError, match="PLACEMENT='gpu': expected one of auto, worker, executor"):
+        Settings.from_env({"PLACEMENT": "gpu"})
     with pytest.raises(dataclasses.FrozenInstanceError):
         tuned.workers = 1
 

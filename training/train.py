@@ -10,7 +10,8 @@ import keras
 import numpy as np
 
 from catalog import Calibration, Family, family
-from training import calibration, datasets, lit, reports, store
+from inference import calibration
+from training import datasets, lit, reports, store
 from training.config import TrainConfig
 from training.models import build_classifier, build_teacher, distillation_model, inference_model, make_optimizer
 
@@ -276,7 +277,7 @@ def calibrate(served: keras.Model, splits: datasets.Splits) -> tuple[Calibration
     result = Calibration(
         temperature=temperature,
         ece_before=calibration.expected_calibration_error(test, test_labels),
-        ece_after=calibration.expected_calibration_error(calibration.apply_temperature(test, temperature),
+        ece_after=calibration.expected_calibration_error(calibration.calibrate(test, temperature),
                                                          test_labels),
     )
     return result, fitted_on

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from loadtest.alternatives.common import MAX_BATCH_FILES, stored_models, top_k_of
 from preprocessing import VECTOR_LENGTH, ImageError, image_to_vector
-from service.answers import answer
+from inference.answers import answer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

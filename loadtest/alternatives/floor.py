@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from loadtest.alternatives.common import MAX_BATCH_FILES, NumpyMLP, stored_models, top_k_of
 from preprocessing import ImageError, image_to_vector
-from service.answers import answer
+from inference.answers import answer
 
 STORED = stored_models()
 MODELS = {route: NumpyMLP(entry.path) for route, entry in STORED.items()}

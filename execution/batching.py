@@ -1,4 +1,5 @@
-"""Adaptive batching inside the worker: requests that are ready together share one forward pass.
+"""Adaptive batching inside the worker (``PLACEMENT=worker``, the CPU default): requests that are
+ready together share one forward pass.
 
 The upload routes decode and preprocess in the worker that received the request, then queue the
 784-vector here. The first request queued schedules a pass; it runs on the event loop's next
@@ -29,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+
 class Overloaded(Exception):
     """The request waited longer than the latency budget before its batch could start."""
 
@@ -56,7 +58,9 @@ class Batcher:
 
     def _next_batch(self) -> list[tuple[np.ndarray, asyncio.Future]]:
         now, batch, size = time.monotonic(), [], 0
-        while self._queue and (not batch or size + len(self._queue[0][1]) <= self.max_batch_size):
+        # the longest run of waiting requests of one row type (float32 or uint8) that fits
+        while self._queue and (not batch or (self._queue[0][1].dtype == batch[0][0].dtype
+                                             and size + len(self._queue[0][1]) <= self.max_batch_size)):
             queued_at, rows, future = self._queue.popleft()
             if future.done():  # the client went away
                 continue

@@ -1,4 +1,6 @@
-"""Temperature scaling of a trained classifier, and the expected calibration error that judges it.
+"""Temperature scaling of a trained classifier: how the service applies it, how training fits it,
+and the expected calibration error that judges it. The one home of this maths (training, the
+service and the benchmarks import it from here).
 
 The stored model's output ``p`` stays as it is; the temperature ``T`` is fitted afterwards on the
 validation split and kept in the model's metadata (``catalog.metadata.Calibration``). Calibrated
@@ -11,7 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.answers import PROBABILITY_FLOOR, calibrate
+from catalog import ModelMetadata
+
+#: Where float32 softmax outputs underflow to 0, log(p) is taken at the smallest normal float32:
+#: a log-probability of -87, far below anything that matters after the temperature.
+PROBABILITY_FLOOR = float(np.finfo(np.float32).tiny)
 
 #: Bins of the expected calibration error: 15 of equal width over the top-label confidence.
 ECE_BINS = 15
@@ -24,14 +30,30 @@ def logits_of(probabilities: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(probabilities, dtype=np.float64), PROBABILITY_FLOOR, 1.0))
 
 
-def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(log(p) / temperature)`` row by row: the service's own calibration of what it serves."""
-    return calibrate(np.asarray(probabilities, dtype=np.float32), float(temperature))
+def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of softmax outputs: ``softmax(log(p) / temperature)`` row by row, in float32.
+
+    ``log(p)`` differs from the model's logits by a constant per row, so this equals
+    ``softmax(logits / temperature)``. A temperature of 1 returns ``probabilities`` unchanged.
+    """
+    if temperature == 1.0:
+        return probabilities
+    z = np.log(np.maximum(np.asarray(probabilities, dtype=np.float32), PROBABILITY_FLOOR))
+    z /= temperature
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
+
+
+def temperature_of(metadata: ModelMetadata) -> float:
+    """The temperature of a model's calibration; 1 (no change) for a model stored without one."""
+    return metadata.calibration.temperature if metadata.calibration is not None else 1.0
 
 
 def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean NLL of the true class indices ``labels`` under ``softmax(log(p) / temperature)``."""
-    calibrated = apply_temperature(probabilities, temperature)
+    calibrated = calibrate(np.asarray(probabilities, dtype=np.float32), float(temperature))
     picked = calibrated[np.arange(len(labels)), np.asarray(labels)]
     return float(-np.mean(np.log(np.maximum(picked, 1e-300))))
 

@@ -1,4 +1,4 @@
-"""The numeric runtime of one worker process: threads and GPU memory, set up by one explicit call."""
+"""The numeric runtime of a process that runs forward passes, set up by one explicit call."""
 
 from __future__ import annotations
 
@@ -6,22 +6,19 @@ import importlib.util
 import logging
 import os
 
-from service.settings import Settings
-
 logger = logging.getLogger("bentoml.digits_and_signs")
 
 
-def configure(settings: Settings) -> str:
-    """Set up the Keras backend for this worker; call it before anything imports Keras.
+def configure(tf_intra_op_threads: int = 1, tf_inter_op_threads: int = 1) -> str:
+    """Set up the Keras backend for this process; call it before anything imports Keras.
 
     The backend is ``KERAS_BACKEND`` when set; otherwise JAX where it is installed (its jitted
     batch-1 pass costs a third of TensorFlow's XLA one here: ``python -m bench.forward``; the
-    container image serves on JAX too), else TensorFlow. Parallelism comes from worker processes
-    (one per core), so each backend gets one thread per worker: TensorFlow's
-    ``settings.tf_*_threads`` (1: a batch-1 pass costs 0.64 ms of CPU instead of 1.0 ms, its pools
-    woke every core for it), and XLA's CPU runtime on JAX (``XLA_FLAGS``, unless set). Every worker
-    holds its own copy of the (small) models, so on a shared GPU each process takes memory as it
-    needs it instead of reserving the whole card.
+    container images serve on JAX too), else TensorFlow. Parallelism comes from processes (one
+    worker per core) and the executor's pass threads, so each backend gets one thread per pass:
+    TensorFlow's intra/inter-op pools (1: a batch-1 pass costs 0.64 ms of CPU instead of 1.0 ms,
+    its pools woke every core for it), and XLA's CPU runtime on JAX (``XLA_FLAGS``, unless set).
+    GPU memory is taken as needed, never reserved in bulk (JAX would take 75 % of the card).
     Returns ``keras backend: <name>; devices: <where it runs>`` for the start-up log.
     """
     if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("jax") is not None:
@@ -35,8 +32,8 @@ def configure(settings: Settings) -> str:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(settings.tf_intra_op_threads)
-        tf.config.threading.set_inter_op_parallelism_threads(settings.tf_inter_op_threads)
+        tf.config.threading.set_intra_op_parallelism_threads(tf_intra_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(tf_inter_op_threads)
         gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -48,3 +45,16 @@ def configure(settings: Settings) -> str:
     else:
         devices = "unknown"
     return f"keras backend: {backend}; devices: {devices}"
+
+
+def device(index: int):
+    """The backend's device for executor ``index`` (1-based; executors share devices round-robin
+    when there are more executors than devices). None where the backend chooses by itself."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    devices = jax.devices()
+    return devices[(index - 1) % len(devices)]

@@ -1,7 +1,7 @@
-"""The answer to one classified image, as the API documents it, and the calibration of its probabilities.
+"""The answer to one classified image, as the API documents it.
 
-Plain numpy and Pillow, no BentoML: the hand-written comparison servers of the benchmark and
-``bench/ood.py`` build their answers with the same functions.
+Plain numpy and Pillow, no BentoML: :class:`inference.Classifier` builds every answer with these
+functions, for the service, the benchmarks and training's evaluations alike.
 
 Every answer has ``found`` and ``unsure``. ``found: false`` (nothing to classify: a blank page, no
 ink, no hand) comes with ``label``, ``index`` and ``confidence`` null, an empty ``top_k`` and a
@@ -17,26 +17,6 @@ import io
 from typing import Sequence
 
 import numpy as np
-
-#: Where float32 softmax outputs underflow to 0, log(p) is taken at the smallest normal float32:
-#: a log-probability of -87, far below anything that matters after the temperature.
-PROBABILITY_FLOOR = float(np.finfo(np.float32).tiny)
-
-
-def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Temperature scaling of softmax outputs: ``softmax(log(p) / temperature)`` row by row.
-
-    ``log(p)`` differs from the model's logits by a constant per row, so this equals
-    ``softmax(logits / temperature)``. A temperature of 1 returns ``probabilities`` unchanged.
-    """
-    if temperature == 1.0:
-        return probabilities
-    z = np.log(np.maximum(probabilities, PROBABILITY_FLOOR))
-    z /= temperature
-    z -= z.max(axis=-1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=-1, keepdims=True)
-    return z.astype(np.float32, copy=False)
 
 
 def answer(probabilities: np.ndarray, class_names: Sequence[str], model_tag: str, top_k: int,
