@@ -24,7 +24,7 @@ import pytest
 import requests
 from PIL import Image, ImageDraw
 
-from catalog import family
+from catalog import ROUTES, family
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 if not CHROMIUM.is_file():
@@ -91,9 +91,15 @@ def browser():
 def open_page(browser, server):
     contexts = []
 
-    def open_(path: str = "/", **options) -> Tab:
+    def open_(path: str = "/", prefix: str = "", **options) -> Tab:
+        """``prefix``: as behind a proxy that adds this path prefix (the browser asks for
+        ``<prefix>/...``, the service gets ``/...``; redirects reach the browser as they are)."""
         context = browser.new_context(base_url=server.url, **{**DESKTOP, **options})
         contexts.append(context)
+        if prefix:
+            behind = server.url + prefix
+            context.route(re.compile(f"^{re.escape(behind)}/"), lambda route: route.fulfill(response=route.fetch(
+                url=server.url + route.request.url[len(behind):], max_redirects=0)))
         page = context.new_page()
         page.set_default_timeout(20_000)
         tab = Tab(page, server.url)
@@ -101,7 +107,7 @@ def open_page(browser, server):
         page.on("console", lambda message: tab.problems.append(f"console: {message.text}")
                 if message.type == "error" and "Failed to load resource" not in message.text else None)
         page.on("request", lambda request: tab.urls.append(request.url))
-        page.goto(path)
+        page.goto(prefix + path)
         page.wait_for_selector("html[data-ready=true]")
         return tab
 
@@ -230,11 +236,16 @@ def check_answer_matches_api(shown: dict, body: dict, tag: str, route: str) -> N
     assert (shown["seen"]["width"], shown["seen"]["height"]) == (28, 28)
 
 
-def pick_digit_photo(page, name: str) -> None:
-    """Choose a photo of a '1' (dark ink on light grey paper) in the digit panel's file picker."""
+def photo_of_a_one() -> bytes:
+    """A photo of a '1': dark ink on light grey paper, PNG."""
     paper = np.full((300, 240), 228, np.uint8)
     paper[60:250, 112:130] = 30
-    page.set_input_files("#digit-file", files=[{"name": name, "mimeType": "image/png", "buffer": png(paper)}])
+    return png(paper)
+
+
+def pick_digit_photo(page, name: str) -> None:
+    """Choose a photo of a '1' in the digit panel's file picker."""
+    page.set_input_files("#digit-file", files=[{"name": name, "mimeType": "image/png", "buffer": photo_of_a_one()}])
 
 
 def drop_file(page, panel: str, data: bytes, name: str, mime: str) -> None:
@@ -291,6 +302,41 @@ def test_root_opens_the_page_and_the_openapi_page_is_linked(open_page, server):
     page.locator(".opblock-summary-path", has_text="/mnist/predict").first.wait_for()
     assert page.locator(".opblock-summary-path", has_text="/asl/predict_batch").count() == 1
     tab.shot("openapi-docs.png", full_page=False)
+
+
+@pytest.mark.parametrize("prefix", ["", "/behind/a/proxy"], ids=["at-the-root", "behind-a-path-prefix"])
+def test_the_api_reference_sends_a_picked_file_with_try_it_out(open_page, server, served_models, prefix):
+    """/docs as a new user meets it: the upload routes first, a servers box that names this
+    service, and "Try it out" on POST /mnist/predict with a PNG from the file picker shows the
+    answer; also behind a proxy that adds a path prefix."""
+    tab = open_page("/docs", prefix=prefix)
+    page = tab.page
+    page.locator(".opblock").first.wait_for()
+    shown_paths = page.evaluate("[...document.querySelectorAll('.opblock-summary-path')].map(e => e.dataset.path)")
+    uploads = [f"/{route}/{name}" for route in ROUTES for name in ("predict", "predict_batch")]
+    assert shown_paths[:len(uploads)] == uploads and len(shown_paths) > len(uploads), shown_paths
+    chosen = page.locator(".servers select option:checked").inner_text()
+    assert chosen.strip() not in (".", "./") and "this service" in chosen, chosen
+
+    operation = page.locator("#operations-mnist-mnist_predict")
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.locator("input[type=file]").set_input_files(
+        files=[{"name": "one.png", "mimeType": "image/png", "buffer": photo_of_a_one()}])
+    url = f"{server.url}{prefix}/mnist/predict"
+    with page.expect_response(lambda r: r.url == url and r.request.method == "POST") as response:
+        operation.get_by_role("button", name="Execute").click()
+    assert response.value.status == 200, response.value.text()
+    answer = operation.locator(".live-responses-table tbody")
+    assert answer.locator(".response-col_status").inner_text().strip() == "200"
+    body = json.loads(answer.locator(".response-col_description pre").first.inner_text())
+    assert body == response.value.json()
+    assert body["label"] in family("mnist").class_names and body["model"] == served_models["mnist"]
+    if real_models():
+        assert body["label"] == "1"
+    assert operation.locator(".request-url pre").inner_text().strip() == url
+    tab.check_clean()
+    tab.shot(f"openapi-try-it-out{'-behind-a-prefix' if prefix else ''}.png")
 
 
 def test_tabs_follow_the_keyboard_and_every_control_is_labelled(open_page, server):

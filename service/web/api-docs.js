@@ -7,5 +7,6 @@ window.addEventListener("DOMContentLoaded", () => {
     presets: [SwaggerUIBundle.presets.apis],
     layout: "BaseLayout",
     validatorUrl: null,  // no third-party validator badge
+    onComplete: () => { document.documentElement.dataset.ready = "true"; },  // for the end-to-end tests
   });
 });
