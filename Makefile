@@ -20,7 +20,7 @@ QUIET_TF := TF_CPP_MIN_LOG_LEVEL=2
 HIDE_TF_NOISE := 2> >(grep --line-buffered -v -E '$(TF_NOISE)' >&2)
 endif
 
-.PHONY: setup train train-missing serve test bench-train bench-uploads bench-photos bench-ood bench-hostile bento clean loadtest soak bench
+.PHONY: setup train train-missing serve test bench-train bench-uploads bench-photos bench-ood bench-hostile bento clean loadtest soak bench bench-gpu bench-transport
 
 setup: $(STAMP)
 
@@ -80,6 +80,25 @@ soak: setup  ## 10 minutes at 70 % of the max throughput (from the last `make lo
 
 bench: setup  ## the service vs hand-written servers, same scenario; writes reports/bench/serving.md
 	$(PY) -m loadtest bench $(LOADTEST_ARGS)
+
+bench-transport: train-missing  ## in-worker passes vs a model executor on a socket vs one through BentoML; reports/bench/transport.md
+	$(PY) -m bench.transport
+
+# The service with the GPU vs the same machine's CPUs (bench/gpu.py, docs/loadtest.md). On a machine
+# without network, set GPU_WHEELS to a folder of the serving wheels its python3 lacks (installed into
+# a temporary folder, no virtual environment) and BENTOML_HOME to a store with the trained models.
+GPU_WHEELS ?=
+BENCH_GPU_ARGS ?=
+GPU_SITE := $(or $(TMPDIR),/tmp)/bench-gpu-site
+ifeq ($(GPU_WHEELS),)
+bench-gpu: train-missing  ## the service with the GPU vs CPU-only, one machine, one run; writes reports/bench/gpu.md
+	$(PY) -m bench.gpu $(BENCH_GPU_ARGS)
+else
+bench-gpu:
+	python3 -m pip install -q --no-index --no-deps --no-compile --target $(GPU_SITE) $(GPU_WHEELS)/*.whl
+	PYTHONPATH=$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} KERAS_BACKEND=jax PYTHONUNBUFFERED=1 \
+		python3 -m bench.gpu $(BENCH_GPU_ARGS)
+endif
 
 # Container image and Kubernetes (deploy/, docs/deploy.md). The engine: Docker where its daemon
 # answers, else podman/buildah (with deploy/container/containers.conf where the host needs it).

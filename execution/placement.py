@@ -26,11 +26,13 @@ PLACEMENTS = (AUTO, WORKER, EXECUTOR)
 
 def visible_gpus(environ: Mapping[str, str] = os.environ) -> int:
     """NVIDIA GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` when set (empty or -1: none),
-    else the device nodes ``/dev/nvidia<N>`` (a container sees only the GPUs given to it)."""
+    else the device nodes ``/dev/nvidia<N>`` (a container sees only the GPUs given to it), else the
+    driver's list of GPUs (sandboxes that show the driver but no device nodes)."""
     if "CUDA_VISIBLE_DEVICES" in environ:
         ids = [i.strip() for i in environ["CUDA_VISIBLE_DEVICES"].split(",") if i.strip()]
         return 0 if not ids or ids[0] == "-1" else len(ids)
-    return len([p for p in glob.glob("/dev/nvidia*") if re.fullmatch(r"/dev/nvidia\d+", p)])
+    nodes = [p for p in glob.glob("/dev/nvidia*") if re.fullmatch(r"/dev/nvidia\d+", p)]
+    return len(nodes) or len(glob.glob("/proc/driver/nvidia/gpus/*"))
 
 
 def cuda_backend(environ: Mapping[str, str] = os.environ) -> str | None:

@@ -178,9 +178,8 @@ def _raise_open_files_limit() -> None:
 
 add_openapi_route(APP, lambda: DigitsAndSigns.openapi_spec.asdict())
 # On every route, BentoML's own included: body limit and timeouts, JSON errors, metrics, drain.
-DigitsAndSigns.add_asgi_middleware(
-    Guard, max_body_bytes=SETTINGS.max_body_bytes, body_timeout_s=SETTINGS.body_timeout_ms / 1000,
-    json_checks={f"/{family.route}_probabilities": pixels_problem for family in FAMILIES},
-    max_json_bytes=SETTINGS.max_json_bytes,
-    body_limits=[(is_infer_path, SETTINGS.max_infer_bytes)],
-    metrics=METRICS, drain=DRAIN)
+GUARD = dict(max_body_bytes=SETTINGS.max_body_bytes, body_timeout_s=SETTINGS.body_timeout_ms / 1000,
+             json_checks={f"/{family.route}_probabilities": pixels_problem for family in FAMILIES},
+             max_json_bytes=SETTINGS.max_json_bytes, body_limits=[(is_infer_path, SETTINGS.max_infer_bytes)],
+             metrics=METRICS, drain=DRAIN)
+DigitsAndSigns.add_asgi_middleware(Guard, **GUARD)

@@ -34,7 +34,7 @@ def test_bento_holds_service_models_and_pinned_packages(cpu_bento, served_models
     assert {m["tag"] for m in info["services"][0]["models"]} == set(served_models.values())
     src = os.listdir(os.path.join(root, "src"))
     # what serving needs and nothing else: no training, tools, benchmarks, load tests or tests
-    assert set(src) - {"bentofile.yaml"} == {"catalog", "preprocessing", "service"}, src
+    assert set(src) - {"bentofile.yaml"} == {"catalog", "execution", "inference", "preprocessing", "service"}, src
     requirements = open(os.path.join(root, "env", "python", "requirements.txt")).read()
     # serving needs no training stack: Keras on JAX, no TensorFlow
     for pin in ("jax==0.10.2", "jaxlib==0.10.2", "keras==3.15.1", "bentoml==1.4.40", "pillow==13.0.0",
