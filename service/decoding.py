@@ -21,6 +21,10 @@ one of ``DECODE_PROCESSES`` child processes (``python -m service.decoding``):
   slow; a process that dies on an upload is replaced (400);
 * a child's address space is capped (``RLIMIT_AS``), so no upload can take the worker's memory.
 
+An upload's header is read once: the decode (inline, in a thread or in a process) is handed the
+:class:`~preprocessing.Declared` read on the event loop, and a decoder process reads it itself only
+when it was not within the first ``INLINE_DECODE_BYTES``.
+
 The child speaks a small framed protocol on its stdin/stdout (a JSON line, then raw bytes); its
 answers are parsed as data, never unpickled.
 """
@@ -56,6 +60,8 @@ LIGHT_WORK = 4_000_000
 THREAD_BYTES = 512 * 1024
 #: Formats whose decoders are C code that releases the GIL (the others go to a process).
 THREAD_FORMATS = frozenset({"PNG", "JPEG"})
+#: ``prepare(declared=UNREAD)``: the upload's header has not been read yet.
+UNREAD = object()
 
 
 class DecodeBusy(Exception):
@@ -135,24 +141,28 @@ class UploadDecoder:
         """Decode work one request's images may take together."""
         return BATCH_WORK_FACTOR * self.limits.max_pixels
 
-    async def prepare(self, data: bytes, preprocessing: str, budget: int | None = None) -> tuple[Prepared, int]:
+    async def prepare(self, data: bytes, preprocessing: str, budget: int | None = None,
+                      declared: Declared | None = UNREAD) -> tuple[Prepared, int]:
         """``(prepare_upload(data, preprocessing), its decode work)``.
 
         ``budget``: the decode work the request may still spend (batches); an image past it is 413.
+        ``declared``: the upload's header as :meth:`price_batch` read it (None: not within the
+        first ``inline_bytes``), so that it is not read again; by default it is read here.
         Raises ImageError / ImageTooLarge for bad uploads, :class:`DecodeBusy` when overloaded.
         """
         limits = self.limits
-        declared = self._inspect(data)
+        if declared is UNREAD:
+            declared = self._inspect(data)
         work = declared.work if declared else None
         if work is not None:
             if error := _over_budget(work, budget, self.batch_limit):
                 raise error
             if work <= limits.inline_work and len(data) <= limits.inline_bytes:
-                return prepare_upload(data, preprocessing, **limits.image), work
+                return prepare_upload(data, preprocessing, declared=declared, **limits.image), work
             if (self._threads and work <= LIGHT_WORK and len(data) <= THREAD_BYTES
                     and declared.format in THREAD_FORMATS):
-                return await self._in_thread(data, preprocessing), work
-        return await self._in_child(data, preprocessing, budget, heavy=work is None or work > LIGHT_WORK)
+                return await self._in_thread(data, preprocessing, declared), work
+        return await self._in_child(data, preprocessing, budget, declared, heavy=work is None or work > LIGHT_WORK)
 
     def _inspect(self, data: bytes) -> Declared | None:
         """The upload's header, read from its first ``inline_bytes`` (a bounded parse, cheap enough
@@ -167,11 +177,7 @@ class UploadDecoder:
                 raise  # the whole file was read: it is not an image
             return None
 
-    def _work(self, data: bytes) -> int | None:
-        declared = self._inspect(data)
-        return declared.work if declared else None
-
-    async def _in_thread(self, data: bytes, preprocessing: str) -> Prepared:
+    async def _in_thread(self, data: bytes, preprocessing: str, declared: Declared) -> Prepared:
         """Decode in one of the worker's decoder threads; as many may wait as for a process."""
         if self._thread_slots.locked() and self._thread_waiting >= self.limits.queue:
             raise DecodeBusy()
@@ -185,25 +191,30 @@ class UploadDecoder:
             self._thread_waiting -= 1
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                self._threads, functools.partial(prepare_upload, data, preprocessing, **self.limits.image))
+                self._threads,
+                functools.partial(prepare_upload, data, preprocessing, declared=declared, **self.limits.image))
         finally:
             self._thread_slots.release()
 
-    def price_batch(self, uploads: list[bytes]) -> None:
+    def price_batch(self, uploads: list[bytes]) -> list[Declared | None]:
         """Check a batch's decode work from its uploads' headers (those within their first
         ``inline_bytes``) before any of it is decoded; raises :class:`BatchTooCostly`. The others
-        are checked as they are decoded (``prepare``'s ``budget``)."""
-        total = 0
+        are checked as they are decoded (``prepare``'s ``budget``).
+
+        Returns each upload's header (None: not within its first ``inline_bytes``), for
+        ``prepare(..., declared=...)``: read once, not again there."""
+        headers, total = [], 0
         for index, data in enumerate(uploads):
             try:
-                work = self._work(data)
-                if work is None:
-                    continue
-                if error := _over_budget(work, self.batch_limit - total, self.batch_limit):
+                declared = self._inspect(data)
+                if declared is not None and (
+                        error := _over_budget(declared.work, self.batch_limit - total, self.batch_limit)):
                     raise error
             except ImageError as exc:
                 raise BatchTooCostly(index, exc) from None
-            total += work
+            headers.append(declared)
+            total += declared.work if declared else 0
+        return headers
 
     async def start(self) -> None:
         """Start the decoder processes (else the first costly upload does)."""
@@ -218,7 +229,7 @@ class UploadDecoder:
             self._children.add(child)
             self._idle.put_nowait(child)
 
-    async def _in_child(self, data: bytes, preprocessing: str, budget: int | None,
+    async def _in_child(self, data: bytes, preprocessing: str, budget: int | None, declared: Declared | None,
                         heavy: bool) -> tuple[Prepared, int]:
         if self._idle is None:
             await self.start()
@@ -232,7 +243,7 @@ class UploadDecoder:
         finally:
             self._waiting -= 1
         try:
-            return await self._call(child, data, preprocessing, budget)
+            return await self._call(child, data, preprocessing, budget, declared)
         finally:
             if heavy:
                 self._heavy.release()
@@ -247,9 +258,11 @@ class UploadDecoder:
                 self._heavy.release()
             raise
 
-    async def _call(self, child: "_Child", data: bytes, preprocessing: str, budget: int | None) -> tuple[Prepared, int]:
+    async def _call(self, child: "_Child", data: bytes, preprocessing: str, budget: int | None,
+                    declared: Declared | None) -> tuple[Prepared, int]:
         request = {"preprocessing": preprocessing, "limits": self.limits.image, "budget": budget,
-                   "batch_limit": self.batch_limit}
+                   "batch_limit": self.batch_limit,
+                   "declared": dataclasses.asdict(declared) if declared else None}
         try:
             return await child.call(request, data, self.limits.timeout_s)
         except (asyncio.TimeoutError, _ChildDied) as exc:
@@ -361,10 +374,14 @@ def _decode_answer(payload: bytes) -> tuple[Prepared, int]:
 def _answer(request: dict, data: bytes) -> bytes:
     """What the decoder process answers to one request."""
     try:
-        declared = inspect_image(data, **request["limits"])
-        if error := _over_budget(declared.work, request["budget"], request["batch_limit"]):
-            raise error
-        return _encode_answer(prepare_upload(data, request["preprocessing"], **request["limits"]), declared.work)
+        if request["declared"]:  # read, and checked against the budget, by the worker
+            declared = Declared(**request["declared"])
+        else:
+            declared = inspect_image(data, **request["limits"])
+            if error := _over_budget(declared.work, request["budget"], request["batch_limit"]):
+                raise error
+        return _encode_answer(prepare_upload(data, request["preprocessing"], declared=declared, **request["limits"]),
+                              declared.work)
     except ImageError as exc:
         return json.dumps({"ok": False, "status": exc.status_code, "message": str(exc)}).encode()
     except MemoryError:

@@ -15,8 +15,10 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -27,6 +29,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from preprocessing import ImageError, ImageTooLarge, decode_image, inspect_image, prepare_upload
+from preprocessing import decode as decode_module
+from service import decoding
 from service.decoding import DecodeFailed, DecodeLimits, UploadDecoder
 from service.guards import Drain, Guard
 from tools.hostile import (
@@ -36,6 +40,7 @@ from tools.hostile import (
     gif_screen_bomb,
     good_digit,
     png_bomb,
+    png_chunk_flood,
     png_header_only,
     progressive_jpeg_bomb,
     raw_request,
@@ -214,6 +219,80 @@ def test_bad_uploads_get_the_same_errors_in_a_process():
 
     asyncio.run(scenario())
 
+
+class _ChildHere:
+    """A decoder process that answers in this process, through the same JSON request and answer,
+    so that a spy sees what it reads."""
+
+    answered = 0
+
+    def __init__(self):
+        self.process = SimpleNamespace(wait=lambda: asyncio.sleep(0))
+
+    @classmethod
+    async def start(cls, limits):
+        return cls()
+
+    async def call(self, request, data, timeout):
+        _ChildHere.answered += 1
+        return decoding._decode_answer(decoding._answer(json.loads(json.dumps(request)), data))
+
+    def kill(self):
+        pass
+
+
+def test_an_upload_header_is_read_once_on_every_path(monkeypatch):
+    """Inline, in a thread, in a process, priced with its batch, offline: one header read and
+    priced per upload (``_price``). A header past the first ``inline_bytes`` is tried there once
+    (a bounded parse) and read whole by the decoder process."""
+    reads, inspects, decodes = [], [], []  # headers priced, header reads tried, threads that decoded
+    price, inspect, prepare = decode_module._price, decoding.inspect_image, decoding.prepare_upload
+    monkeypatch.setattr(decode_module, "_price", lambda *a, **k: reads.append(1) or price(*a, **k))
+    monkeypatch.setattr(decoding, "inspect_image", lambda *a, **k: inspects.append(1) or inspect(*a, **k))
+    monkeypatch.setattr(decoding, "prepare_upload",
+                        lambda *a, **k: decodes.append(threading.current_thread().name) or prepare(*a, **k))
+    monkeypatch.setattr(decoding, "_Child", _ChildHere)
+    rng = np.random.default_rng(0)
+    noisy = lambda fmt: encode(Image.fromarray(rng.integers(0, 256, (300, 400), dtype=np.uint8)), fmt)  # noqa: E731
+    main = threading.current_thread().name
+    # name: (upload, decoded in a thread, in a process, header reads tried)
+    uploads = {"inline": (good_digit(200), False, False, 1), "thread": (noisy("PNG"), True, False, 1),
+               "process": (noisy("BMP"), False, True, 1),
+               "header past the inline bytes": (png_chunk_flood(80 * 1024), False, True, 2)}
+
+    async def one_by_one(decoder):
+        for name, (data, in_thread, in_process, tried) in uploads.items():
+            reads.clear()
+            inspects.clear()
+            decodes.clear()
+            answered = _ChildHere.answered
+            prepared, _ = await decoder.prepare(data, "mnist_digit")
+            assert len(reads) == 1 and len(inspects) == tried, name
+            assert (decodes[0] != main) == in_thread and _ChildHere.answered - answered == in_process, name
+            np.testing.assert_array_equal(prepared.vector, prepare_upload(data, "mnist_digit").vector)
+
+    async def as_a_batch(decoder):
+        reads.clear()
+        inspects.clear()
+        batch = [data for data, *_ in uploads.values()]
+        headers = decoder.price_batch(batch)
+        assert headers[-1] is None and len(inspects) == len(batch)  # the last header is past the inline bytes
+        for data, declared in zip(batch, headers):
+            await decoder.prepare(data, "mnist_digit", declared=declared)
+        assert len(reads) == len(batch) and len(inspects) == len(batch) + 1  # + the decoder process's
+
+    async def scenario():
+        decoder = UploadDecoder(_limits(threads=1))
+        try:
+            await one_by_one(decoder)
+            await as_a_batch(decoder)
+        finally:
+            await decoder.aclose()
+
+    asyncio.run(scenario())
+    reads.clear()
+    prepare_upload(good_digit(200), "mnist_digit")  # offline: the decode reads the header itself
+    assert len(reads) == 1
 
 # ---------------------------------------------------------------- the Guard middleware
 
