@@ -7,16 +7,17 @@ loop -- only its first ``INLINE_DECODE_BYTES``, so the parse is bounded -- and w
 small and its work too, decodes and preprocesses it there (a few ms). Every other upload goes to
 one of ``DECODE_PROCESSES`` child processes (``python -m service.decoding``):
 
-* light PNG and JPEG uploads (work known from the header and at most :data:`LIGHT_WORK`, at most
-  :data:`THREAD_BYTES`) are decoded by one of ``DECODE_THREADS`` threads instead: their decoders are
-  C code that releases the GIL, and a process round trip cost ~3 ms of CPU and several event-loop
-  turns per upload, which under load made these uploads the p99 (and their waits 503s);
+* light PNG and JPEG uploads (work known from the header and at most ``LIGHT_DECODE_PIXELS``, at
+  most ``THREAD_DECODE_BYTES``) are decoded by one of ``DECODE_THREADS`` threads instead: their
+  decoders are C code that releases the GIL, and a process round trip cost ~3 ms of CPU and several
+  event-loop turns per upload, which under load made these uploads the p99 (and their waits 503s);
 * the event loop stays free (Pillow's header parsers and its BMP RLE decoder are Python code that
   holds the GIL; in a thread they cut the loop's throughput ~5x);
 * at most ``DECODE_QUEUE`` uploads wait for a process, each at most ``DECODE_TIMEOUT_MS``; beyond
   that the request is shed with 503 (:class:`DecodeBusy`), never queued without bound;
-* heavy decodes (over :data:`LIGHT_WORK`, or with a header past the first ``INLINE_DECODE_BYTES``)
-  may take all processes but one, so a burst of them never stops the light ones;
+* heavy decodes (over ``LIGHT_DECODE_PIXELS``, or with a header past the first
+  ``INLINE_DECODE_BYTES``) may take all processes but one, so a burst of them never stops the
+  light ones;
 * a decode running past ``DECODE_TIMEOUT_MS`` is killed with its process (413), whatever made it
   slow; a process that dies on an upload is replaced (400);
 * a child's address space is capped (``RLIMIT_AS``), so no upload can take the worker's memory.
@@ -46,18 +47,12 @@ from pathlib import Path
 import numpy as np
 
 from preprocessing import Declared, ImageError, ImageTooLarge, Prepared, inspect_image, prepare_upload
+from service.settings import Settings
 
 logger = logging.getLogger("bentoml.digits_and_signs")
 
 _LENGTH = struct.Struct(">I")
 _ROOT = str(Path(__file__).resolve().parents[1])
-#: A request's images together may cost this many times one image's work limit (predict_batch).
-BATCH_WORK_FACTOR = 4
-#: Decode work (grey pixels) up to which a decode is light: tens of milliseconds at most.
-LIGHT_WORK = 4_000_000
-#: Largest light upload decoded in a thread: bounds the Python-level work a file can add to its
-#: pixels (e.g. PNG chunks, read one by one in Python while holding the GIL).
-THREAD_BYTES = 512 * 1024
 #: Formats whose decoders are C code that releases the GIL (the others go to a process).
 THREAD_FORMATS = frozenset({"PNG", "JPEG"})
 #: ``prepare(declared=UNREAD)``: the upload's header has not been read yet.
@@ -93,12 +88,20 @@ class DecodeLimits:
     inline_bytes: int
     inline_work: int
     threads: int = 0
+    #: A request's images together may cost this many times ``max_pixels`` (predict_batch).
+    batch_factor: int = Settings.batch_decode_factor
+    #: Decode work up to which a decode is light: tens of milliseconds at most.
+    light_work: int = Settings.light_decode_pixels
+    #: Largest light upload decoded in a thread: bounds the Python-level work a file can add to its
+    #: pixels (e.g. PNG chunks, read one by one in Python while holding the GIL).
+    thread_bytes: int = Settings.thread_decode_bytes
 
     @classmethod
-    def from_settings(cls, settings) -> "DecodeLimits":
+    def from_settings(cls, settings: Settings) -> "DecodeLimits":
         return cls(settings.max_image_pixels, settings.max_jpeg_pixels, settings.decode_processes,
                    settings.decode_queue, settings.decode_timeout_ms / 1000, settings.inline_decode_bytes,
-                   settings.inline_decode_pixels, settings.decode_threads)
+                   settings.inline_decode_pixels, settings.decode_threads, settings.batch_decode_factor,
+                   settings.light_decode_pixels, settings.thread_decode_bytes)
 
     @property
     def image(self) -> dict:
@@ -139,7 +142,7 @@ class UploadDecoder:
     @property
     def batch_limit(self) -> int:
         """Decode work one request's images may take together."""
-        return BATCH_WORK_FACTOR * self.limits.max_pixels
+        return self.limits.batch_factor * self.limits.max_pixels
 
     async def prepare(self, data: bytes, preprocessing: str, budget: int | None = None,
                       declared: Declared | None = UNREAD) -> tuple[Prepared, int]:
@@ -159,10 +162,11 @@ class UploadDecoder:
                 raise error
             if work <= limits.inline_work and len(data) <= limits.inline_bytes:
                 return prepare_upload(data, preprocessing, declared=declared, **limits.image), work
-            if (self._threads and work <= LIGHT_WORK and len(data) <= THREAD_BYTES
+            if (self._threads and work <= limits.light_work and len(data) <= limits.thread_bytes
                     and declared.format in THREAD_FORMATS):
                 return await self._in_thread(data, preprocessing, declared), work
-        return await self._in_child(data, preprocessing, budget, declared, heavy=work is None or work > LIGHT_WORK)
+        return await self._in_child(data, preprocessing, budget, declared,
+                                    heavy=work is None or work > limits.light_work)
 
     def _inspect(self, data: bytes) -> Declared | None:
         """The upload's header, read from its first ``inline_bytes`` (a bounded parse, cheap enough

@@ -11,6 +11,7 @@ few seconds, not 504 after 30).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -31,8 +32,9 @@ from starlette.routing import Route
 from preprocessing import ImageError, ImageTooLarge, decode_image, inspect_image, prepare_upload
 from preprocessing import decode as decode_module
 from service import decoding
-from service.decoding import DecodeFailed, DecodeLimits, UploadDecoder
+from service.decoding import BatchTooCostly, DecodeFailed, DecodeLimits, UploadDecoder
 from service.guards import Drain, Guard
+from service.settings import Settings
 from tools.hostile import (
     constant_float_tiff,
     corpus,
@@ -115,6 +117,17 @@ def _limits(**changes) -> DecodeLimits:
     return DecodeLimits(**{**values, **changes})
 
 
+def test_decode_limits_come_from_the_settings():
+    settings = Settings.from_env({"MAX_IMAGE_PIXELS": "1000000", "BATCH_DECODE_FACTOR": "2",
+                                  "LIGHT_DECODE_PIXELS": "300000", "THREAD_DECODE_BYTES": "100000"})
+    limits = DecodeLimits.from_settings(settings)
+    assert (limits.batch_factor, limits.light_work, limits.thread_bytes) == (2, 300_000, 100_000)
+    assert UploadDecoder(limits).batch_limit == 2_000_000
+    default = DecodeLimits.from_settings(Settings())
+    assert (default.batch_factor, default.light_work, default.thread_bytes) == (4, 4_000_000, 512 * 1024)
+    assert _limits() == dataclasses.replace(_limits(), batch_factor=4, light_work=4_000_000, thread_bytes=512 * 1024)
+
+
 def test_decoder_answers_as_prepare_upload_inline_or_in_a_process():
     small, large = good_digit(200), good_digit(1200, "JPEG")
 
@@ -141,7 +154,7 @@ def test_light_png_and_jpeg_go_to_a_thread_everything_else_to_a_process():
     noisy = lambda fmt: encode(Image.fromarray(rng.integers(0, 256, (300, 400), dtype=np.uint8)), fmt)  # noqa: E731
     light_png, light_jpeg, light_bmp = noisy("PNG"), noisy("JPEG"), noisy("BMP")
     assert min(len(light_png), len(light_jpeg), len(light_bmp)) > 64 * 1024  # past the inline limit
-    heavy_png = png_bomb(2500, 2000, 0)  # 5 MP of grey: over LIGHT_WORK
+    heavy_png = png_bomb(2500, 2000, 0)  # 5 MP of grey: over LIGHT_DECODE_PIXELS
 
     async def scenario():
         decoder = UploadDecoder(_limits(threads=1))
@@ -294,6 +307,28 @@ def test_an_upload_header_is_read_once_on_every_path(monkeypatch):
     prepare_upload(good_digit(200), "mnist_digit")  # offline: the decode reads the header itself
     assert len(reads) == 1
 
+def test_the_decoder_routes_and_prices_by_its_configured_limits(monkeypatch):
+    monkeypatch.setattr(decoding, "_Child", _ChildHere)
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 400), dtype=np.uint8)
+    light_png = encode(Image.fromarray(pixels), "PNG")  # 120 000 pixels of work, over 64 KiB
+
+    async def in_a_process(limits) -> bool:
+        decoder = UploadDecoder(limits)
+        try:
+            answered = _ChildHere.answered
+            await decoder.prepare(light_png, "mnist_digit")
+            return _ChildHere.answered > answered
+        finally:
+            await decoder.aclose()
+
+    assert not asyncio.run(in_a_process(_limits(threads=1)))
+    assert asyncio.run(in_a_process(_limits(threads=1, thread_bytes=64 * 1024)))
+    assert asyncio.run(in_a_process(_limits(threads=1, light_work=100_000)))
+    with pytest.raises(BatchTooCostly) as info:
+        UploadDecoder(_limits(max_pixels=200_000, batch_factor=1)).price_batch([light_png, light_png])
+    assert info.value.index == 1 and "past 0.2 megapixels of decoding in all" in str(info.value)
+
+
 # ---------------------------------------------------------------- the Guard middleware
 
 
@@ -359,8 +394,25 @@ def test_guard_limits_the_body_declared_or_streamed():
 def test_guard_bounds_the_request_head():
     guard = _guarded()
     assert _call(guard, method="GET", path="/nowhere", headers=[("x-a", "a" * 8000)])[0] == 404
-    assert _call(guard, method="GET", path="/nowhere", headers=[("x-a", "a" * 20_000)])[0] == 431
-    assert _call(guard, method="GET", path="/" + "a" * 9000)[0] == 414
+    status, _, body, _ = _call(guard, method="GET", path="/nowhere", headers=[("x-a", "a" * 20_000)])
+    assert status == 431 and json.loads(body)["error"] == "the request's headers are larger than 16 KiB in all"
+    status, _, body, _ = _call(guard, method="GET", path="/" + "a" * 9000)
+    assert status == 414 and json.loads(body)["error"] == "the request's path and query are longer than 8192 bytes"
+
+
+def test_guard_limits_are_the_configured_ones():
+    guard = _guarded(max_header_bytes=2048, max_target_bytes=100, min_body_bytes_per_s=1000)
+    status, _, body, _ = _call(guard, method="GET", path="/nowhere", headers=[("x-a", "a" * 3000)])
+    assert status == 431 and json.loads(body)["error"] == "the request's headers are larger than 2 KiB in all"
+    status, _, body, _ = _call(guard, method="GET", path="/" + "a" * 200)
+    assert status == 414 and json.loads(body)["error"] == "the request's path and query are longer than 100 bytes"
+    status, _, body, seconds = _call(guard, headers=[("content-length", "20")], chunks=[(b"x", 0.1)] * 20)
+    assert status == 408 and json.loads(body)["error"].endswith("at least 1000 bytes/s") and seconds < 1
+    settings = Settings(max_header_bytes=3000, max_target_bytes=200, min_body_bytes_per_s=2000)
+    configured = Guard(None, max_body_bytes=1, body_timeout_s=1.0, **{
+        name: getattr(settings, name) for name in ("max_header_bytes", "max_target_bytes", "min_body_bytes_per_s")})
+    assert (configured.max_header_bytes, configured.max_target_bytes, configured.min_body_bytes_per_s) == (
+        3000, 200, 2000)
 
 
 def test_guard_answers_stalled_and_slow_bodies_408_quickly():
@@ -371,8 +423,8 @@ def test_guard_answers_stalled_and_slow_bodies_408_quickly():
     assert 0.25 < seconds < 2
     # a trickle: every gap under the timeout, but far under 16 KiB/s
     trickle = [(b"x", 0.1)] * 20
-    status, _, _, seconds = _call(guard, headers=[("content-length", "20")], chunks=trickle)
-    assert status == 408 and seconds < 1
+    status, _, body, seconds = _call(guard, headers=[("content-length", "20")], chunks=trickle)
+    assert status == 408 and seconds < 1 and json.loads(body)["error"].endswith("at least 16 KiB/s")
 
 
 def test_guard_checks_json_bodies_before_the_route():
