@@ -282,12 +282,13 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     full size.
 
     ``declared``: the header as :func:`inspect_image` read it for these bytes, under the same
-    limits; it is then not read and priced again (Pillow still parses what it needs to find the
-    pixel data).
+    limits; it is then not priced again (Pillow still parses what it needs to find the pixel data).
     """
     data = _check_bytes(data)
     with _open(data, max_pixels) as img:
-        if declared is None:
+        if declared is None or (img.format, img.width, img.height, img.mode) != (
+                declared.format, declared.width, declared.height, declared.mode):
+            # not read yet, or not these bytes' header: the limits hold for what is decoded
             declared = _price(img, data, max_pixels, max_jpeg_pixels, max_side)
         if max_side and declared.format in ("JPEG", "MPO"):
             scale = _jpeg_scale(*img.size, max_side)

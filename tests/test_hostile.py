@@ -85,6 +85,17 @@ def test_decode_work_follows_declared_pixels_not_bytes():
     assert inspect_image(many).work == 100 * 100 * many.count(b"\xff\xda") // 10
 
 
+def test_a_header_read_already_is_not_priced_again_unless_it_is_another_image(monkeypatch):
+    small, bomb = good_digit(200), rle_bmp_bomb()
+    declared = inspect_image(small)
+    priced = []
+    price = decode_module._price
+    monkeypatch.setattr(decode_module, "_price", lambda *a, **k: priced.append(1) or price(*a, **k))
+    assert decode_image(small, declared=declared).size == (200, 150) and not priced
+    with pytest.raises(ImageTooLarge, match="RLE-compressed BMP"):  # another image's header: priced anew
+        decode_image(bomb, declared=declared)
+
+
 def test_phone_photos_up_to_the_jpeg_limit_are_decoded_reduced():
     photo = encode(Image.new("L", (8160, 6120), 200), "JPEG", quality=80)  # a 50 MP phone photo
     assert decode_image(photo).size == (1020, 765)  # DCT-scaled 1/8: never decoded at full size
