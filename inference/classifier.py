@@ -21,7 +21,7 @@ import numpy as np
 from catalog import ModelMetadata
 from inference.answers import answer, not_found
 from inference.calibration import calibrate, temperature_of
-from preprocessing import ImageError, Prepared, prepare_upload
+from preprocessing import BatchTooCostly, ImageError, Prepared, prepare_upload
 
 Forward = Callable[[np.ndarray], "np.ndarray | Awaitable[np.ndarray]"]
 
@@ -32,11 +32,13 @@ class InlineDecoder:
 
     batch_limit = None
 
-    async def prepare(self, data: bytes, preprocessing: str, budget: int | None = None) -> tuple[Prepared, int]:
-        return prepare_upload(data, preprocessing), 0
+    async def prepare(self, data: bytes, preprocessing: str, budget: int | None = None,
+                      declared=None) -> tuple[Prepared, int]:
+        return prepare_upload(data, preprocessing, declared=declared), 0
 
-    def price_batch(self, uploads: list[bytes]) -> None:
-        """Nothing to refuse ahead: the default limits apply image by image."""
+    def price_batch(self, uploads: list[bytes]) -> list[None]:
+        """Nothing to refuse ahead: the default limits apply image by image (headers read then)."""
+        return [None] * len(uploads)
 
 
 class Classifier:
@@ -111,21 +113,15 @@ class Classifier:
         """The answers for named uploads, in order, the found ones in one forward pass. The whole
         batch's decode work is priced from the headers before any image is decoded; a bad image
         raises ImageError (of its status) whose message starts with the image's name."""
-        from_header = getattr(self.decoder, "price_batch")
         try:
-            from_header([data for _, data in uploads])
-        except ImageError:
-            raise
-        except Exception as exc:  # the decoder's BatchTooCostly: which image, and its error
-            index, error = getattr(exc, "index", None), getattr(exc, "error", None)
-            if index is None or not isinstance(error, ImageError):
-                raise
-            raise type(error)(f"{uploads[index][0]}: {error}") from None
+            headers = self.decoder.price_batch([data for _, data in uploads])
+        except BatchTooCostly as exc:
+            raise type(exc.error)(f"{uploads[exc.index][0]}: {exc.error}") from None
         budget = self.decoder.batch_limit
         prepared = []
-        for name, data in uploads:
+        for (name, data), declared in zip(uploads, headers):
             try:
-                one, work = await self.decoder.prepare(data, self.preprocessing, budget)
+                one, work = await self.decoder.prepare(data, self.preprocessing, budget, declared=declared)
             except ImageError as error:
                 raise type(error)(f"{name}: {error}") from None
             if budget is not None:

@@ -11,8 +11,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-PERCENTILES = ("50%", "95%", "99%")
-
 
 @dataclass
 class Step:

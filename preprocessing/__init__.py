@@ -23,6 +23,7 @@ from PIL import Image
 
 from preprocessing.decode import (
     ACCEPTED_FORMATS,
+    BatchTooCostly,
     DEFAULT_MAX_JPEG_PIXELS,
     DEFAULT_MAX_PIXELS,
     Declared,
@@ -40,7 +41,7 @@ MNIST_DIGIT = "mnist_digit"
 ASL_SIGN = "asl_sign"
 
 __all__ = [
-    "ACCEPTED_FORMATS", "ASL_SIGN", "DEFAULT_MAX_JPEG_PIXELS", "DEFAULT_MAX_PIXELS", "Declared", "FINDERS",
+    "ACCEPTED_FORMATS", "ASL_SIGN", "BatchTooCostly", "DEFAULT_MAX_JPEG_PIXELS", "DEFAULT_MAX_PIXELS", "Declared", "FINDERS",
     "IMAGE_SIDE", "MNIST_DIGIT", "PREPROCESSORS", "VECTOR_LENGTH", "Extracted", "ImageError", "ImageTooLarge",
     "Prepared", "decode_image", "find_digit", "find_sign", "image_to_vector", "inspect_image", "prepare_upload",
     "pixels_to_model_input", "prepare_digit", "prepare_sign", "to_grayscale",
@@ -73,11 +74,13 @@ class Prepared:
 
 
 def prepare_upload(data: bytes, preprocessing: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                   max_jpeg_pixels: int = DEFAULT_MAX_JPEG_PIXELS) -> Prepared:
+                   max_jpeg_pixels: int = DEFAULT_MAX_JPEG_PIXELS, declared: Declared | None = None) -> Prepared:
     """Decode an upload and preprocess it for a model (``preprocessing``: the id in its metadata).
 
     An unknown id is a programming error (ValueError), checked before decoding. Raises
-    ImageError / ImageTooLarge for bad uploads.
+    ImageError / ImageTooLarge for bad uploads. ``declared``: the upload's header as
+    ``inspect_image`` read it under the same limits, so that it is not read again (else the
+    decode reads it).
     """
     try:
         find = FINDERS[preprocessing]
@@ -85,7 +88,7 @@ def prepare_upload(data: bytes, preprocessing: str, *, max_pixels: int = DEFAULT
         raise ValueError(
             f"unknown preprocessing {preprocessing!r}; known: {sorted(PREPROCESSORS)}"
         ) from None
-    image = decode_image(data, max_pixels=max_pixels, max_jpeg_pixels=max_jpeg_pixels)
+    image = decode_image(data, max_pixels=max_pixels, max_jpeg_pixels=max_jpeg_pixels, declared=declared)
     extracted = find(image)
     vector = extracted.pixels.reshape(VECTOR_LENGTH).astype(np.float32, copy=False)
     if extracted.reason is None and not vector.any():

@@ -75,6 +75,15 @@ class ImageTooLarge(ImageError):
     status_code = 413
 
 
+class BatchTooCostly(Exception):
+    """Image ``index`` of a batch is a bad upload (``error``) or takes the batch past its limit."""
+
+    def __init__(self, index: int, error: ImageError):
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
 @dataclass(frozen=True)
 class Declared:
     """What an image's header says, before any pixel is decoded."""
@@ -270,7 +279,7 @@ def reduce_to_side(img: Image.Image, side: int = WORK_MAX_SIDE) -> Image.Image:
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_jpeg_pixels: int = DEFAULT_MAX_JPEG_PIXELS,
-                 max_side: int | None = WORK_MAX_SIDE) -> Image.Image:
+                 max_side: int | None = WORK_MAX_SIDE, declared: Declared | None = None) -> Image.Image:
     """Decode uploaded bytes into a single-channel 'L' image.
 
     Accepts PNG, JPEG, WebP, BMP, GIF (first frame) and TIFF (first page) in any pixel mode;
@@ -280,10 +289,16 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     before any pixel data is decoded (:func:`inspect_image`). Images whose longest side is over
     ``max_side`` come back box-reduced to it (JPEGs decoded reduced already); ``None`` keeps the
     full size.
+
+    ``declared``: the header as :func:`inspect_image` read it for these bytes, under the same
+    limits; it is then not priced again (Pillow still parses what it needs to find the pixel data).
     """
     data = _check_bytes(data)
     with _open(data, max_pixels) as img:
-        declared = _price(img, data, max_pixels, max_jpeg_pixels, max_side)
+        if declared is None or (img.format, img.width, img.height, img.mode) != (
+                declared.format, declared.width, declared.height, declared.mode):
+            # not read yet, or not these bytes' header: the limits hold for what is decoded
+            declared = _price(img, data, max_pixels, max_jpeg_pixels, max_side)
         if max_side and declared.format in ("JPEG", "MPO"):
             scale = _jpeg_scale(*img.size, max_side)
             if scale > 1 or img.mode == "RGB":

@@ -31,7 +31,6 @@ _LINE_MIN_CONTRAST = 0.04  # ... and at least this much darker than the paper
 _EDGE_CONTACT = 0.1  # pieces touching the frame's edge over this share of its short side are not ink
 _GROUP_GAP = 0.35  # pieces within this share of the digit's size belong to it
 _MIN_PIECE_MASS = 0.03  # pieces with less ink than this share of the largest are specks
-_INK_FLOOR = 0.0  # the soft ink starts at this share of the mask threshold
 _MIN_DIGIT_SIZE = 0.04  # a digit is at least this share of the image's short side ...
 _MIN_DIGIT_PIXELS = 6  # ... and this many work pixels high or wide
 # Stroke width in the 20x20 box (2 * area / contour length of the ink above half intensity): MNIST's
@@ -368,9 +367,7 @@ def find_digit(image: Image.Image) -> Extracted:
     digit = digit[: darkness.shape[0], : darkness.shape[1]]
     values = darkness[digit > 0]
     core = float(np.partition(values, int(0.9 * (values.size - 1)))[int(0.9 * (values.size - 1))])
-    floor = _INK_FLOOR * cut
-    ink = darkness - floor
-    ink *= 1.0 / max(core - floor, 1e-3)
+    ink = darkness * (1.0 / max(core, 1e-3))
     np.minimum(np.maximum(ink, 0.0, out=ink), 1.0, out=ink)
     ink *= cv2.dilate(digit, np.ones((3, 3), np.uint8))  # the digit and its soft edge, nothing else
     ink = _normalise_strokes(ink, digit)

@@ -7,19 +7,24 @@ loop -- only its first ``INLINE_DECODE_BYTES``, so the parse is bounded -- and w
 small and its work too, decodes and preprocesses it there (a few ms). Every other upload goes to
 one of ``DECODE_PROCESSES`` child processes (``python -m service.decoding``):
 
-* light PNG and JPEG uploads (work known from the header and at most :data:`LIGHT_WORK`, at most
-  :data:`THREAD_BYTES`) are decoded by one of ``DECODE_THREADS`` threads instead: their decoders are
-  C code that releases the GIL, and a process round trip cost ~3 ms of CPU and several event-loop
-  turns per upload, which under load made these uploads the p99 (and their waits 503s);
+* light PNG and JPEG uploads (work known from the header and at most ``LIGHT_DECODE_PIXELS``, at
+  most ``THREAD_DECODE_BYTES``) are decoded by one of ``DECODE_THREADS`` threads instead: their
+  decoders are C code that releases the GIL, and a process round trip cost ~3 ms of CPU and several
+  event-loop turns per upload, which under load made these uploads the p99 (and their waits 503s);
 * the event loop stays free (Pillow's header parsers and its BMP RLE decoder are Python code that
   holds the GIL; in a thread they cut the loop's throughput ~5x);
 * at most ``DECODE_QUEUE`` uploads wait for a process, each at most ``DECODE_TIMEOUT_MS``; beyond
   that the request is shed with 503 (:class:`DecodeBusy`), never queued without bound;
-* heavy decodes (over :data:`LIGHT_WORK`, or with a header past the first ``INLINE_DECODE_BYTES``)
-  may take all processes but one, so a burst of them never stops the light ones;
+* heavy decodes (over ``LIGHT_DECODE_PIXELS``, or with a header past the first
+  ``INLINE_DECODE_BYTES``) may take all processes but one, so a burst of them never stops the
+  light ones;
 * a decode running past ``DECODE_TIMEOUT_MS`` is killed with its process (413), whatever made it
   slow; a process that dies on an upload is replaced (400);
 * a child's address space is capped (``RLIMIT_AS``), so no upload can take the worker's memory.
+
+An upload's header is read once: the decode (inline, in a thread or in a process) is handed the
+:class:`~preprocessing.Declared` read on the event loop, and a decoder process reads it itself only
+when it was not within the first ``INLINE_DECODE_BYTES``.
 
 The child speaks a small framed protocol on its stdin/stdout (a JSON line, then raw bytes); its
 answers are parsed as data, never unpickled.
@@ -41,34 +46,22 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocessing import Declared, ImageError, ImageTooLarge, Prepared, inspect_image, prepare_upload
+from preprocessing import (BatchTooCostly, Declared, ImageError, ImageTooLarge, Prepared, inspect_image,
+                           prepare_upload)
+from service.settings import Settings
 
 logger = logging.getLogger("bentoml.digits_and_signs")
 
 _LENGTH = struct.Struct(">I")
 _ROOT = str(Path(__file__).resolve().parents[1])
-#: A request's images together may cost this many times one image's work limit (predict_batch).
-BATCH_WORK_FACTOR = 4
-#: Decode work (grey pixels) up to which a decode is light: tens of milliseconds at most.
-LIGHT_WORK = 4_000_000
-#: Largest light upload decoded in a thread: bounds the Python-level work a file can add to its
-#: pixels (e.g. PNG chunks, read one by one in Python while holding the GIL).
-THREAD_BYTES = 512 * 1024
 #: Formats whose decoders are C code that releases the GIL (the others go to a process).
 THREAD_FORMATS = frozenset({"PNG", "JPEG"})
+#: ``prepare(declared=UNREAD)``: the upload's header has not been read yet.
+UNREAD = object()
 
 
 class DecodeBusy(Exception):
     """Every decoder process is busy and the queue is full (HTTP 503, retry)."""
-
-
-class BatchTooCostly(Exception):
-    """Image ``index`` of a batch is a bad upload (``error``) or takes the batch past its limit."""
-
-    def __init__(self, index: int, error: ImageError):
-        super().__init__(str(error))
-        self.index = index
-        self.error = error
 
 
 class DecodeFailed(ImageError):
@@ -87,12 +80,20 @@ class DecodeLimits:
     inline_bytes: int
     inline_work: int
     threads: int = 0
+    #: A request's images together may cost this many times ``max_pixels`` (predict_batch).
+    batch_factor: int = Settings.batch_decode_factor
+    #: Decode work up to which a decode is light: tens of milliseconds at most.
+    light_work: int = Settings.light_decode_pixels
+    #: Largest light upload decoded in a thread: bounds the Python-level work a file can add to its
+    #: pixels (e.g. PNG chunks, read one by one in Python while holding the GIL).
+    thread_bytes: int = Settings.thread_decode_bytes
 
     @classmethod
-    def from_settings(cls, settings) -> "DecodeLimits":
+    def from_settings(cls, settings: Settings) -> "DecodeLimits":
         return cls(settings.max_image_pixels, settings.max_jpeg_pixels, settings.decode_processes,
                    settings.decode_queue, settings.decode_timeout_ms / 1000, settings.inline_decode_bytes,
-                   settings.inline_decode_pixels, settings.decode_threads)
+                   settings.inline_decode_pixels, settings.decode_threads, settings.batch_decode_factor,
+                   settings.light_decode_pixels, settings.thread_decode_bytes)
 
     @property
     def image(self) -> dict:
@@ -133,26 +134,31 @@ class UploadDecoder:
     @property
     def batch_limit(self) -> int:
         """Decode work one request's images may take together."""
-        return BATCH_WORK_FACTOR * self.limits.max_pixels
+        return self.limits.batch_factor * self.limits.max_pixels
 
-    async def prepare(self, data: bytes, preprocessing: str, budget: int | None = None) -> tuple[Prepared, int]:
+    async def prepare(self, data: bytes, preprocessing: str, budget: int | None = None,
+                      declared: Declared | None = UNREAD) -> tuple[Prepared, int]:
         """``(prepare_upload(data, preprocessing), its decode work)``.
 
         ``budget``: the decode work the request may still spend (batches); an image past it is 413.
+        ``declared``: the upload's header as :meth:`price_batch` read it (None: not within the
+        first ``inline_bytes``), so that it is not read again; by default it is read here.
         Raises ImageError / ImageTooLarge for bad uploads, :class:`DecodeBusy` when overloaded.
         """
         limits = self.limits
-        declared = self._inspect(data)
+        if declared is UNREAD:
+            declared = self._inspect(data)
         work = declared.work if declared else None
         if work is not None:
             if error := _over_budget(work, budget, self.batch_limit):
                 raise error
             if work <= limits.inline_work and len(data) <= limits.inline_bytes:
-                return prepare_upload(data, preprocessing, **limits.image), work
-            if (self._threads and work <= LIGHT_WORK and len(data) <= THREAD_BYTES
+                return prepare_upload(data, preprocessing, declared=declared, **limits.image), work
+            if (self._threads and work <= limits.light_work and len(data) <= limits.thread_bytes
                     and declared.format in THREAD_FORMATS):
-                return await self._in_thread(data, preprocessing), work
-        return await self._in_child(data, preprocessing, budget, heavy=work is None or work > LIGHT_WORK)
+                return await self._in_thread(data, preprocessing, declared), work
+        return await self._in_child(data, preprocessing, budget, declared,
+                                    heavy=work is None or work > limits.light_work)
 
     def _inspect(self, data: bytes) -> Declared | None:
         """The upload's header, read from its first ``inline_bytes`` (a bounded parse, cheap enough
@@ -167,11 +173,7 @@ class UploadDecoder:
                 raise  # the whole file was read: it is not an image
             return None
 
-    def _work(self, data: bytes) -> int | None:
-        declared = self._inspect(data)
-        return declared.work if declared else None
-
-    async def _in_thread(self, data: bytes, preprocessing: str) -> Prepared:
+    async def _in_thread(self, data: bytes, preprocessing: str, declared: Declared) -> Prepared:
         """Decode in one of the worker's decoder threads; as many may wait as for a process."""
         if self._thread_slots.locked() and self._thread_waiting >= self.limits.queue:
             raise DecodeBusy()
@@ -185,25 +187,30 @@ class UploadDecoder:
             self._thread_waiting -= 1
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                self._threads, functools.partial(prepare_upload, data, preprocessing, **self.limits.image))
+                self._threads,
+                functools.partial(prepare_upload, data, preprocessing, declared=declared, **self.limits.image))
         finally:
             self._thread_slots.release()
 
-    def price_batch(self, uploads: list[bytes]) -> None:
+    def price_batch(self, uploads: list[bytes]) -> list[Declared | None]:
         """Check a batch's decode work from its uploads' headers (those within their first
         ``inline_bytes``) before any of it is decoded; raises :class:`BatchTooCostly`. The others
-        are checked as they are decoded (``prepare``'s ``budget``)."""
-        total = 0
+        are checked as they are decoded (``prepare``'s ``budget``).
+
+        Returns each upload's header (None: not within its first ``inline_bytes``), for
+        ``prepare(..., declared=...)``: read once, not again there."""
+        headers, total = [], 0
         for index, data in enumerate(uploads):
             try:
-                work = self._work(data)
-                if work is None:
-                    continue
-                if error := _over_budget(work, self.batch_limit - total, self.batch_limit):
+                declared = self._inspect(data)
+                if declared is not None and (
+                        error := _over_budget(declared.work, self.batch_limit - total, self.batch_limit)):
                     raise error
             except ImageError as exc:
                 raise BatchTooCostly(index, exc) from None
-            total += work
+            headers.append(declared)
+            total += declared.work if declared else 0
+        return headers
 
     async def start(self) -> None:
         """Start the decoder processes (else the first costly upload does)."""
@@ -218,7 +225,7 @@ class UploadDecoder:
             self._children.add(child)
             self._idle.put_nowait(child)
 
-    async def _in_child(self, data: bytes, preprocessing: str, budget: int | None,
+    async def _in_child(self, data: bytes, preprocessing: str, budget: int | None, declared: Declared | None,
                         heavy: bool) -> tuple[Prepared, int]:
         if self._idle is None:
             await self.start()
@@ -232,7 +239,7 @@ class UploadDecoder:
         finally:
             self._waiting -= 1
         try:
-            return await self._call(child, data, preprocessing, budget)
+            return await self._call(child, data, preprocessing, budget, declared)
         finally:
             if heavy:
                 self._heavy.release()
@@ -247,9 +254,11 @@ class UploadDecoder:
                 self._heavy.release()
             raise
 
-    async def _call(self, child: "_Child", data: bytes, preprocessing: str, budget: int | None) -> tuple[Prepared, int]:
+    async def _call(self, child: "_Child", data: bytes, preprocessing: str, budget: int | None,
+                    declared: Declared | None) -> tuple[Prepared, int]:
         request = {"preprocessing": preprocessing, "limits": self.limits.image, "budget": budget,
-                   "batch_limit": self.batch_limit}
+                   "batch_limit": self.batch_limit,
+                   "declared": dataclasses.asdict(declared) if declared else None}
         try:
             return await child.call(request, data, self.limits.timeout_s)
         except (asyncio.TimeoutError, _ChildDied) as exc:
@@ -361,10 +370,14 @@ def _decode_answer(payload: bytes) -> tuple[Prepared, int]:
 def _answer(request: dict, data: bytes) -> bytes:
     """What the decoder process answers to one request."""
     try:
-        declared = inspect_image(data, **request["limits"])
-        if error := _over_budget(declared.work, request["budget"], request["batch_limit"]):
-            raise error
-        return _encode_answer(prepare_upload(data, request["preprocessing"], **request["limits"]), declared.work)
+        if request["declared"]:  # read, and checked against the budget, by the worker
+            declared = Declared(**request["declared"])
+        else:
+            declared = inspect_image(data, **request["limits"])
+            if error := _over_budget(declared.work, request["budget"], request["batch_limit"]):
+                raise error
+        return _encode_answer(prepare_upload(data, request["preprocessing"], declared=declared, **request["limits"]),
+                              declared.work)
     except ImageError as exc:
         return json.dumps({"ok": False, "status": exc.status_code, "message": str(exc)}).encode()
     except MemoryError:

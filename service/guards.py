@@ -3,11 +3,11 @@ included (registered with ``Service.add_asgi_middleware``), the request metrics 
 
 :class:`Guard`, per request:
 
-* refuses a head over :data:`MAX_HEADER_BYTES` (431) or a path and query over
-  :data:`MAX_TARGET_BYTES` (414);
+* refuses headers over ``max_header_bytes`` in all (431) or a path and query over
+  ``max_target_bytes`` (414);
 * reads the whole body before any route sees it: over ``max_body_bytes`` (declared or streamed) is
   413; a gap of more than ``body_timeout_s`` between two chunks, or a body slower than
-  :data:`MIN_BODY_RATE` after its first ``body_timeout_s``, is 408 -- slow and lying clients
+  ``min_body_bytes_per_s`` after its first ``body_timeout_s``, is 408 -- slow and lying clients
   (a Content-Length larger than the body sent) get an answer in about a second, not 504 after 30;
 * checks JSON bodies of the routes given in ``json_checks`` (BentoML's vector APIs): over
   ``max_json_bytes`` is 413 (parsing JSON holds the event loop: ~0.4 s for 2 MB through BentoML);
@@ -36,20 +36,23 @@ import time
 from http import HTTPStatus
 from typing import Any, Callable, Mapping, Sequence
 
+from service.errors import error_body
+from service.settings import Settings
+
 logger = logging.getLogger("bentoml.digits_and_signs")
 
-#: Slowest body accepted after its first ``body_timeout_s``, in bytes per second.
-MIN_BODY_RATE = 16 * 1024
-#: Largest request head: the headers together (431 beyond), and the path with its query (414).
-MAX_HEADER_BYTES = 16 * 1024
-MAX_TARGET_BYTES = 8 * 1024
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _MAX_ERROR_TEXT = 300
 
 
+def _kib(n: int) -> str:
+    """A size for a message: in KiB when it is a whole number of them, else in bytes."""
+    return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} bytes"
+
+
 def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> tuple[int, list, bytes]:
-    """(status, headers, body) of the documented error ``{"error": message}``."""
-    body = json.dumps({"error": message}).encode()
+    """(status, headers, body) of the documented error, for a raw ASGI answer."""
+    body = error_body(message)
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     head += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     return status, head, body
@@ -160,18 +163,24 @@ class _BodyProblem(Exception):  # the request's head or body: answered here
 
 
 class Guard:
-    """The ASGI middleware of every route (module docstring)."""
+    """The ASGI middleware of every route (module docstring); the limits' defaults are the settings'."""
 
     def __init__(self, app, *, max_body_bytes: int, body_timeout_s: float,
                  json_checks: Mapping[str, Callable[[Any], str | None]] | None = None,
                  max_json_bytes: int | None = None,
                  body_limits: Sequence[tuple[Callable[[str], bool], int]] = (),
-                 metrics: RequestMetrics | None = None, drain: Drain | None = None):
+                 metrics: RequestMetrics | None = None, drain: Drain | None = None,
+                 min_body_bytes_per_s: int = Settings.min_body_bytes_per_s,
+                 max_header_bytes: int = Settings.max_header_bytes,
+                 max_target_bytes: int = Settings.max_target_bytes):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_limits = list(body_limits)  # (path predicate, its own limit) for routes with larger bodies
         self.max_json_bytes = min(max_json_bytes or max_body_bytes, max_body_bytes)
         self.body_timeout_s = body_timeout_s
+        self.min_body_bytes_per_s = min_body_bytes_per_s
+        self.max_header_bytes = max_header_bytes
+        self.max_target_bytes = max_target_bytes
         self.json_checks = dict(json_checks or {})
         self.metrics = metrics
         self.drain = drain
@@ -230,14 +239,13 @@ class Guard:
 
     # ---- the head and the body
 
-    @staticmethod
-    def _check_head(scope) -> None:
+    def _check_head(self, scope) -> None:
         """uvicorn limits a head only while it is incomplete (16 KiB): one sent at once may be larger."""
         target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
-        if target > MAX_TARGET_BYTES:
-            raise _BodyProblem(414, f"the request's path and query are longer than {MAX_TARGET_BYTES} bytes")
-        if sum(len(k) + len(v) + 4 for k, v in scope.get("headers") or []) > MAX_HEADER_BYTES:
-            raise _BodyProblem(431, f"the request's headers are larger than {MAX_HEADER_BYTES // 1024} KiB in all")
+        if target > self.max_target_bytes:
+            raise _BodyProblem(414, f"the request's path and query are longer than {self.max_target_bytes} bytes")
+        if sum(len(k) + len(v) + 4 for k, v in scope.get("headers") or []) > self.max_header_bytes:
+            raise _BodyProblem(431, f"the request's headers are larger than {_kib(self.max_header_bytes)} in all")
 
     async def _read_body(self, scope, receive) -> bytes | None:
         """The whole request body, within the size and time limits; None for a request without one."""
@@ -254,8 +262,9 @@ class Guard:
         while True:
             now = loop.time()
             # the next chunk is due within body_timeout_s, and past the grace period the body
-            # must keep an average of MIN_BODY_RATE
-            due = min(now + self.body_timeout_s, max(start + self.body_timeout_s, start + received / MIN_BODY_RATE))
+            # must keep an average of min_body_bytes_per_s
+            due = min(now + self.body_timeout_s,
+                      max(start + self.body_timeout_s, start + received / self.min_body_bytes_per_s))
             try:
                 async with asyncio.timeout_at(due):  # a timer, not a task per chunk as wait_for makes
                     message = await receive()
@@ -264,7 +273,7 @@ class Guard:
                     f"the request body did not arrive in time ({received} of "
                     f"{declared.decode() + ' declared' if declared else 'an unknown number of'} bytes): "
                     f"it must keep coming, with no gap over {self.body_timeout_s:g} s and at least "
-                    f"{MIN_BODY_RATE // 1024} KiB/s")) from None
+                    f"{_kib(self.min_body_bytes_per_s)}/s")) from None
             if message["type"] == "http.disconnect":
                 raise _Disconnected()
             chunk = message.get("body", b"")

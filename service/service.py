@@ -181,5 +181,6 @@ add_openapi_route(APP, lambda: DigitsAndSigns.openapi_spec.asdict())
 GUARD = dict(max_body_bytes=SETTINGS.max_body_bytes, body_timeout_s=SETTINGS.body_timeout_ms / 1000,
              json_checks={f"/{family.route}_probabilities": pixels_problem for family in FAMILIES},
              max_json_bytes=SETTINGS.max_json_bytes, body_limits=[(is_infer_path, SETTINGS.max_infer_bytes)],
-             metrics=METRICS, drain=DRAIN)
+             min_body_bytes_per_s=SETTINGS.min_body_bytes_per_s, max_header_bytes=SETTINGS.max_header_bytes,
+             max_target_bytes=SETTINGS.max_target_bytes, metrics=METRICS, drain=DRAIN)
 DigitsAndSigns.add_asgi_middleware(Guard, **GUARD)

@@ -29,12 +29,20 @@ class Settings:
     """Limits, batching, workers and switches of the service (defaults in the field list)."""
 
     max_body_bytes: int = _env("MAX_BODY_BYTES", 10 * 1024 * 1024, "largest request body, in bytes")
+    max_header_bytes: int = _env("MAX_HEADER_BYTES", 16 * 1024,
+                                 "largest request head: its headers together, in bytes (431 beyond)")
+    max_target_bytes: int = _env("MAX_TARGET_BYTES", 8 * 1024,
+                                 "longest request path with its query, in bytes (414 beyond)")
     max_image_pixels: int = _env("MAX_IMAGE_PIXELS", 40_000_000,
                                  "largest decode, in pixels of 8-bit grey (colour counts 3 bytes a pixel, "
                                  "with alpha 4), priced from the header before decoding")
     max_jpeg_pixels: int = _env("MAX_JPEG_PIXELS", 120_000_000,
                                 "largest JPEG, width × height (JPEGs are decoded reduced, so phone photos "
                                 "of 48-108 megapixels cost a few megapixels)")
+    max_batch_files: int = _env("MAX_BATCH_FILES", 64, "most images in one predict_batch request")
+    batch_decode_factor: int = _env("BATCH_DECODE_FACTOR", 4,
+                                    "a request's images together may take this many times MAX_IMAGE_PIXELS "
+                                    "of decode work (predict_batch)")
     max_batch_size: int = _env("MAX_BATCH_SIZE", 128, "most rows (images) in one forward pass")
     max_latency_ms: int = _env("MAX_LATENCY_MS", 1000,
                                "a request that waited longer for its forward pass is shed with 503")
@@ -67,13 +75,23 @@ class Settings:
     decode_threads: int = _env("DECODE_THREADS", 2,
                                "threads per worker decoding light PNG and JPEG uploads too large for the event "
                                "loop (0: those go to the decoder processes too)")
+    light_decode_pixels: int = _env("LIGHT_DECODE_PIXELS", 4_000_000,
+                                    "decode work (grey pixels) up to which a decode is light: a PNG or JPEG "
+                                    "goes to a decoder thread; heavier decodes may take all decoder processes "
+                                    "but one")
+    thread_decode_bytes: int = _env("THREAD_DECODE_BYTES", 512 * 1024,
+                                    "largest light PNG or JPEG upload decoded in a decoder thread, in bytes "
+                                    "(bounds the chunk reading a file adds, in Python)")
     decode_queue: int = _env("DECODE_QUEUE", 64,
                              "costly uploads that may wait for a decoder process, per worker; beyond: 503")
     decode_timeout_ms: int = _env("DECODE_TIMEOUT_MS", 2000,
                                   "longest wait for a decoder process (else 503) and longest decode (else 413)")
     body_timeout_ms: int = _env("BODY_TIMEOUT_MS", 1000,
-                                "a request body with a gap longer than this, or slower than 16 KiB/s after it, "
-                                "is answered 408")
+                                "a request body with a gap longer than this, or slower than MIN_BODY_BYTES_PER_S "
+                                "after it, is answered 408")
+    min_body_bytes_per_s: int = _env("MIN_BODY_BYTES_PER_S", 16 * 1024,
+                                     "slowest request body accepted after its first BODY_TIMEOUT_MS, "
+                                     "in bytes per second (408 below)")
     drain_seconds: int = _env("DRAIN_SECONDS", 5,
                               "on SIGTERM, /readyz answers 503 and requests are still served for this long, "
                               "then in-flight requests finish and the worker exits", minimum=0)
@@ -88,7 +106,6 @@ class Settings:
     tf_intra_op_threads: int = _env("TF_NUM_INTRAOP_THREADS", 1, "TensorFlow threads per operation, per worker")
     tf_inter_op_threads: int = _env("TF_NUM_INTEROP_THREADS", 1, "TensorFlow operations run at once, per worker")
 
-    max_batch_files: int = 64  #: images in one predict_batch request
     default_top_k: int = 3  #: classes listed when the request does not say
 
     @classmethod

@@ -11,12 +11,15 @@ few seconds, not 504 after 30).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -27,8 +30,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from preprocessing import ImageError, ImageTooLarge, decode_image, inspect_image, prepare_upload
-from service.decoding import DecodeFailed, DecodeLimits, UploadDecoder
+from preprocessing import decode as decode_module
+from service import decoding
+from service.decoding import BatchTooCostly, DecodeFailed, DecodeLimits, UploadDecoder
 from service.guards import Drain, Guard
+from service.settings import Settings
 from tools.hostile import (
     constant_float_tiff,
     corpus,
@@ -36,6 +42,7 @@ from tools.hostile import (
     gif_screen_bomb,
     good_digit,
     png_bomb,
+    png_chunk_flood,
     png_header_only,
     progressive_jpeg_bomb,
     raw_request,
@@ -78,6 +85,17 @@ def test_decode_work_follows_declared_pixels_not_bytes():
     assert inspect_image(many).work == 100 * 100 * many.count(b"\xff\xda") // 10
 
 
+def test_a_header_read_already_is_not_priced_again_unless_it_is_another_image(monkeypatch):
+    small, bomb = good_digit(200), rle_bmp_bomb()
+    declared = inspect_image(small)
+    priced = []
+    price = decode_module._price
+    monkeypatch.setattr(decode_module, "_price", lambda *a, **k: priced.append(1) or price(*a, **k))
+    assert decode_image(small, declared=declared).size == (200, 150) and not priced
+    with pytest.raises(ImageTooLarge, match="RLE-compressed BMP"):  # another image's header: priced anew
+        decode_image(bomb, declared=declared)
+
+
 def test_phone_photos_up_to_the_jpeg_limit_are_decoded_reduced():
     photo = encode(Image.new("L", (8160, 6120), 200), "JPEG", quality=80)  # a 50 MP phone photo
     assert decode_image(photo).size == (1020, 765)  # DCT-scaled 1/8: never decoded at full size
@@ -110,6 +128,17 @@ def _limits(**changes) -> DecodeLimits:
     return DecodeLimits(**{**values, **changes})
 
 
+def test_decode_limits_come_from_the_settings():
+    settings = Settings.from_env({"MAX_IMAGE_PIXELS": "1000000", "BATCH_DECODE_FACTOR": "2",
+                                  "LIGHT_DECODE_PIXELS": "300000", "THREAD_DECODE_BYTES": "100000"})
+    limits = DecodeLimits.from_settings(settings)
+    assert (limits.batch_factor, limits.light_work, limits.thread_bytes) == (2, 300_000, 100_000)
+    assert UploadDecoder(limits).batch_limit == 2_000_000
+    default = DecodeLimits.from_settings(Settings())
+    assert (default.batch_factor, default.light_work, default.thread_bytes) == (4, 4_000_000, 512 * 1024)
+    assert _limits() == dataclasses.replace(_limits(), batch_factor=4, light_work=4_000_000, thread_bytes=512 * 1024)
+
+
 def test_decoder_answers_as_prepare_upload_inline_or_in_a_process():
     small, large = good_digit(200), good_digit(1200, "JPEG")
 
@@ -136,7 +165,7 @@ def test_light_png_and_jpeg_go_to_a_thread_everything_else_to_a_process():
     noisy = lambda fmt: encode(Image.fromarray(rng.integers(0, 256, (300, 400), dtype=np.uint8)), fmt)  # noqa: E731
     light_png, light_jpeg, light_bmp = noisy("PNG"), noisy("JPEG"), noisy("BMP")
     assert min(len(light_png), len(light_jpeg), len(light_bmp)) > 64 * 1024  # past the inline limit
-    heavy_png = png_bomb(2500, 2000, 0)  # 5 MP of grey: over LIGHT_WORK
+    heavy_png = png_bomb(2500, 2000, 0)  # 5 MP of grey: over LIGHT_DECODE_PIXELS
 
     async def scenario():
         decoder = UploadDecoder(_limits(threads=1))
@@ -215,6 +244,102 @@ def test_bad_uploads_get_the_same_errors_in_a_process():
     asyncio.run(scenario())
 
 
+class _ChildHere:
+    """A decoder process that answers in this process, through the same JSON request and answer,
+    so that a spy sees what it reads."""
+
+    answered = 0
+
+    def __init__(self):
+        self.process = SimpleNamespace(wait=lambda: asyncio.sleep(0))
+
+    @classmethod
+    async def start(cls, limits):
+        return cls()
+
+    async def call(self, request, data, timeout):
+        _ChildHere.answered += 1
+        return decoding._decode_answer(decoding._answer(json.loads(json.dumps(request)), data))
+
+    def kill(self):
+        pass
+
+
+def test_an_upload_header_is_read_once_on_every_path(monkeypatch):
+    """Inline, in a thread, in a process, priced with its batch, offline: one header read and
+    priced per upload (``_price``). A header past the first ``inline_bytes`` is tried there once
+    (a bounded parse) and read whole by the decoder process."""
+    reads, inspects, decodes = [], [], []  # headers priced, header reads tried, threads that decoded
+    price, inspect, prepare = decode_module._price, decoding.inspect_image, decoding.prepare_upload
+    monkeypatch.setattr(decode_module, "_price", lambda *a, **k: reads.append(1) or price(*a, **k))
+    monkeypatch.setattr(decoding, "inspect_image", lambda *a, **k: inspects.append(1) or inspect(*a, **k))
+    monkeypatch.setattr(decoding, "prepare_upload",
+                        lambda *a, **k: decodes.append(threading.current_thread().name) or prepare(*a, **k))
+    monkeypatch.setattr(decoding, "_Child", _ChildHere)
+    rng = np.random.default_rng(0)
+    noisy = lambda fmt: encode(Image.fromarray(rng.integers(0, 256, (300, 400), dtype=np.uint8)), fmt)  # noqa: E731
+    main = threading.current_thread().name
+    # name: (upload, decoded in a thread, in a process, header reads tried)
+    uploads = {"inline": (good_digit(200), False, False, 1), "thread": (noisy("PNG"), True, False, 1),
+               "process": (noisy("BMP"), False, True, 1),
+               "header past the inline bytes": (png_chunk_flood(80 * 1024), False, True, 2)}
+
+    async def one_by_one(decoder):
+        for name, (data, in_thread, in_process, tried) in uploads.items():
+            reads.clear()
+            inspects.clear()
+            decodes.clear()
+            answered = _ChildHere.answered
+            prepared, _ = await decoder.prepare(data, "mnist_digit")
+            assert len(reads) == 1 and len(inspects) == tried, name
+            assert (decodes[0] != main) == in_thread and _ChildHere.answered - answered == in_process, name
+            np.testing.assert_array_equal(prepared.vector, prepare_upload(data, "mnist_digit").vector)
+
+    async def as_a_batch(decoder):
+        reads.clear()
+        inspects.clear()
+        batch = [data for data, *_ in uploads.values()]
+        headers = decoder.price_batch(batch)
+        assert headers[-1] is None and len(inspects) == len(batch)  # the last header is past the inline bytes
+        for data, declared in zip(batch, headers):
+            await decoder.prepare(data, "mnist_digit", declared=declared)
+        assert len(reads) == len(batch) and len(inspects) == len(batch) + 1  # + the decoder process's
+
+    async def scenario():
+        decoder = UploadDecoder(_limits(threads=1))
+        try:
+            await one_by_one(decoder)
+            await as_a_batch(decoder)
+        finally:
+            await decoder.aclose()
+
+    asyncio.run(scenario())
+    reads.clear()
+    prepare_upload(good_digit(200), "mnist_digit")  # offline: the decode reads the header itself
+    assert len(reads) == 1
+
+def test_the_decoder_routes_and_prices_by_its_configured_limits(monkeypatch):
+    monkeypatch.setattr(decoding, "_Child", _ChildHere)
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 400), dtype=np.uint8)
+    light_png = encode(Image.fromarray(pixels), "PNG")  # 120 000 pixels of work, over 64 KiB
+
+    async def in_a_process(limits) -> bool:
+        decoder = UploadDecoder(limits)
+        try:
+            answered = _ChildHere.answered
+            await decoder.prepare(light_png, "mnist_digit")
+            return _ChildHere.answered > answered
+        finally:
+            await decoder.aclose()
+
+    assert not asyncio.run(in_a_process(_limits(threads=1)))
+    assert asyncio.run(in_a_process(_limits(threads=1, thread_bytes=64 * 1024)))
+    assert asyncio.run(in_a_process(_limits(threads=1, light_work=100_000)))
+    with pytest.raises(BatchTooCostly) as info:
+        UploadDecoder(_limits(max_pixels=200_000, batch_factor=1)).price_batch([light_png, light_png])
+    assert info.value.index == 1 and "past 0.2 megapixels of decoding in all" in str(info.value)
+
+
 # ---------------------------------------------------------------- the Guard middleware
 
 
@@ -280,8 +405,25 @@ def test_guard_limits_the_body_declared_or_streamed():
 def test_guard_bounds_the_request_head():
     guard = _guarded()
     assert _call(guard, method="GET", path="/nowhere", headers=[("x-a", "a" * 8000)])[0] == 404
-    assert _call(guard, method="GET", path="/nowhere", headers=[("x-a", "a" * 20_000)])[0] == 431
-    assert _call(guard, method="GET", path="/" + "a" * 9000)[0] == 414
+    status, _, body, _ = _call(guard, method="GET", path="/nowhere", headers=[("x-a", "a" * 20_000)])
+    assert status == 431 and json.loads(body)["error"] == "the request's headers are larger than 16 KiB in all"
+    status, _, body, _ = _call(guard, method="GET", path="/" + "a" * 9000)
+    assert status == 414 and json.loads(body)["error"] == "the request's path and query are longer than 8192 bytes"
+
+
+def test_guard_limits_are_the_configured_ones():
+    guard = _guarded(max_header_bytes=2048, max_target_bytes=100, min_body_bytes_per_s=1000)
+    status, _, body, _ = _call(guard, method="GET", path="/nowhere", headers=[("x-a", "a" * 3000)])
+    assert status == 431 and json.loads(body)["error"] == "the request's headers are larger than 2 KiB in all"
+    status, _, body, _ = _call(guard, method="GET", path="/" + "a" * 200)
+    assert status == 414 and json.loads(body)["error"] == "the request's path and query are longer than 100 bytes"
+    status, _, body, seconds = _call(guard, headers=[("content-length", "20")], chunks=[(b"x", 0.1)] * 20)
+    assert status == 408 and json.loads(body)["error"].endswith("at least 1000 bytes/s") and seconds < 1
+    settings = Settings(max_header_bytes=3000, max_target_bytes=200, min_body_bytes_per_s=2000)
+    configured = Guard(None, max_body_bytes=1, body_timeout_s=1.0, **{
+        name: getattr(settings, name) for name in ("max_header_bytes", "max_target_bytes", "min_body_bytes_per_s")})
+    assert (configured.max_header_bytes, configured.max_target_bytes, configured.min_body_bytes_per_s) == (
+        3000, 200, 2000)
 
 
 def test_guard_answers_stalled_and_slow_bodies_408_quickly():
@@ -292,8 +434,8 @@ def test_guard_answers_stalled_and_slow_bodies_408_quickly():
     assert 0.25 < seconds < 2
     # a trickle: every gap under the timeout, but far under 16 KiB/s
     trickle = [(b"x", 0.1)] * 20
-    status, _, _, seconds = _call(guard, headers=[("content-length", "20")], chunks=trickle)
-    assert status == 408 and seconds < 1
+    status, _, body, seconds = _call(guard, headers=[("content-length", "20")], chunks=trickle)
+    assert status == 408 and seconds < 1 and json.loads(body)["error"].endswith("at least 16 KiB/s")
 
 
 def test_guard_checks_json_bodies_before_the_route():

@@ -10,7 +10,6 @@ status and the seconds it took.
 from __future__ import annotations
 
 import io
-import json
 import random
 import socket
 import struct
@@ -169,10 +168,6 @@ def multipart(fields: list[tuple[str, str, bytes]], boundary: str = "hostileboun
         disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
         parts.append(f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n")
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-def pixels_json(rows: list) -> bytes:
-    return json.dumps({"pixels": rows}).encode()
 
 
 # ----------------------------------------------------------------------------------- raw HTTP

@@ -73,9 +73,3 @@ def half_light_field(h: int, w: int, rng: np.random.Generator, shadow_share: flo
     falloff = gradient if rng.random() < 0.5 else vignette
     field = falloff(h, w, rng, (0.45, 0.6))
     return field * shadow(h, w, rng) if rng.random() < shadow_share else field
-
-
-def relight(pixels: np.ndarray, field: np.ndarray) -> np.ndarray:
-    """``pixels`` (h, w) or (h, w, 3), 0-255, under ``field``: uint8 of the same shape."""
-    lit = pixels.astype(np.float32) * (field if pixels.ndim == 2 else field[..., None])
-    return np.clip(np.rint(lit), 0, 255).astype(np.uint8)
