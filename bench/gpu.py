@@ -41,6 +41,9 @@ CONCURRENCY = (1, 16, 64, 256)
 BATCH_FILES = 16
 BULK_ROWS = 4096
 RAW_BATCHES = (1, 64, 1024, 4096, 16384)
+#: Connections of the bulk steps: two per core, so that every worker has one request in hand and
+#: one on the way (32 on a 16-core machine), not a queue past the latency budget.
+BULK_CONNECTIONS = 2 * (os.cpu_count() or 1)
 
 
 # ---- the model alone
@@ -203,8 +206,8 @@ def steps(host: str) -> list[Step]:
     chosen.append(Step(f"predict_batch ({BATCH_FILES} images), 64 connections", "batch", BATCH_FILES, 64,
                        upload_requests(host, BATCH_FILES)))
     for datatype in ("UINT8", "FP32"):
-        chosen.append(Step(f"bulk {datatype} ({BULK_ROWS} rows), 32 connections", f"bulk {datatype}", BULK_ROWS,
-                           32, bulk_requests(host, datatype)))
+        chosen.append(Step(f"bulk {datatype} ({BULK_ROWS} rows), {BULK_CONNECTIONS} connections", f"bulk {datatype}",
+                           BULK_ROWS, BULK_CONNECTIONS, bulk_requests(host, datatype)))
     return chosen
 
 

@@ -58,3 +58,10 @@ def device(index: int):
 
     devices = jax.devices()
     return devices[(index - 1) % len(devices)]
+
+
+def host_device():
+    """The host's CPU as a device of the backend (JAX), for passes too small for an accelerator."""
+    import jax
+
+    return jax.devices("cpu")[0]

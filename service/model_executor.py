@@ -22,12 +22,14 @@ from execution.client import EXECUTOR_SERVICE, socket_path
 from execution.executor import ExecutorServer
 from execution.forward import ROW_DTYPES, CompiledForward, load_model
 from service.guards import Drain
-from service.model_store import StoredModel, reference
+from service.model_store import StoredModel
+from service.models import pinned_references
 from service.settings import Settings
 
 logger = logging.getLogger("bentoml.digits_and_signs")
 
 SETTINGS = Settings.from_env()
+MODELS = pinned_references()  # the versions the HTTP workers answer with
 GPUS = placement.visible_gpus()
 # SIGTERM: the HTTP workers drain for DRAIN_SECONDS and then finish what is in flight, which may
 # still need a pass: the executor outlasts them.
@@ -52,15 +54,20 @@ class ModelExecutor:
 
         sizes = Histogram("model_batch_size", "Requests per forward pass", labelnames=["model"],
                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-        forwards = []
+        # small passes on the host's CPU when the device is a GPU (execution/executor.py says why)
+        host = runtime.host_device() if getattr(device, "platform", "cpu") != "cpu" else None
+        forwards, small = [], []
         for family in FAMILIES:
-            stored = StoredModel.of(family, reference(family))
-            forwards.append(CompiledForward(load_model(stored.path), SETTINGS.executor_buckets, xla=SETTINGS.xla,
-                                            name=stored.tag, device=device, warm=ROW_DTYPES,
-                                            compile_threads=os.cpu_count() or 1))
+            stored = StoredModel.of(family, MODELS[family.route])
+            model = load_model(stored.path)
+            forwards.append(CompiledForward(model, SETTINGS.executor_buckets, xla=SETTINGS.xla, name=stored.tag,
+                                            device=device, warm=ROW_DTYPES, compile_threads=os.cpu_count() or 1))
+            if host is not None and SETTINGS.executor_cpu_rows:
+                small.append(CompiledForward(model, SETTINGS.executor_cpu_buckets, xla=SETTINGS.xla,
+                                             name=stored.tag, device=host, warm=ROW_DTYPES))
         observers = [sizes.labels(model=family.route).observe for family in FAMILIES]
-        self.server = ExecutorServer(forwards, max_latency_s=SETTINGS.max_latency_ms / 1000,
-                                     passes=SETTINGS.executor_passes,
+        self.server = ExecutorServer(forwards, small=small or forwards, small_rows=SETTINGS.executor_cpu_rows,
+                                     max_latency_s=SETTINGS.max_latency_ms / 1000, passes=SETTINGS.executor_passes,
                                      on_pass=lambda model, requests: observers[model](requests))
         self._serving = asyncio.ensure_future(self.server.serve(socket_path(index)))
         logger.info("digits_and_signs: model executor %d: %s; on %s", index, backend, device or "the default device")

@@ -62,6 +62,10 @@ class Settings:
     executor_passes: int = _env("EXECUTOR_PASSES", 2,
                                 "forward passes a model executor runs at once (on a GPU: one is copied in "
                                 "while another computes)")
+    executor_cpu_rows: int = _env("EXECUTOR_CPU_ROWS", 32,
+                                  "a model executor's passes of at most this many rows run on the host's CPU, "
+                                  "at once on its event loop (a GPU's fixed cost per pass is larger), longer "
+                                  "ones on its GPU; 0: every pass on the GPU", minimum=0)
     executor_timeout_ms: int = _env("EXECUTOR_TIMEOUT_MS", 5000,
                                     "a request the model executor has not answered within MAX_LATENCY_MS + this "
                                     "gets 503")
@@ -130,6 +134,11 @@ class Settings:
     def executor_buckets(self) -> tuple[int, ...]:
         """Batch sizes a model executor's forward pass is compiled for."""
         return _powers_of_two_to(max(self.executor_batch_size, self.max_infer_rows))
+
+    @property
+    def executor_cpu_buckets(self) -> tuple[int, ...]:
+        """Batch sizes of a model executor's small passes on the host's CPU (``executor_cpu_rows``)."""
+        return _powers_of_two_to(self.executor_cpu_rows) if self.executor_cpu_rows else ()
 
     @property
     def max_json_bytes(self) -> int:

@@ -218,3 +218,22 @@ def test_the_socket_lives_beside_bentomls_own_sockets():
     assert socket_path(2, env) == "/tmp/bentoml-uds-x/executor-2.sock"
     other = socket_path(1, {"BENTOML_RUNNER_MAP": '{"digits_and_signs_executor": "tcp://127.0.0.1:4000"}'})
     assert other.endswith("executor-1.sock") and "digits_and_signs-" in other
+
+
+def test_small_passes_run_at_once_on_the_small_forward_and_long_ones_on_the_big(path):
+    big, small = StandInForward(), StandInForward()
+    server = ExecutorServer([big], small=[small], small_rows=4, max_latency_s=1.0)
+
+    async def main():
+        await server.serve(path)
+        client = start(server, path)
+        await asyncio.wait_for(client.connected.wait(), 5)
+        few = await client.run(0, rows(0.1, 3))
+        many = await client.run(0, rows(0.2, 9))
+        await client.aclose()
+        await server.aclose()
+        return few, many
+
+    few, many = asyncio.run(main())
+    assert np.allclose(few[:, 0], 0.1) and np.allclose(many[:, 0], 0.2)
+    assert small.passes == [(3, "<f4")] and big.passes == [(9, "<f4")]
