@@ -1,8 +1,8 @@
 """How often does the service say "not sure" or "nothing found" for things that are not digits or
 signs, and how often for real ones? Out-of-distribution uploads (``tools/ood.py``) and real
-validation / test images dressed as uploads, through the real upload path in-process:
-``prepare_upload``, the stored model, the temperature, ``service.answers.answer`` with the
-service's threshold.
+validation / test images dressed as uploads, answered in-process by the family's
+:class:`inference.Classifier` (decode, preprocess, the stored model, the temperature, the answer)
+with the service's threshold.
 
 ``python -m bench.ood [--data-dir DIR] [--n-real 2000] [--n-ood 200]`` (``make bench-ood``) prints
 the shares and writes ``reports/bench/ood.md`` and ``ood.png``. Goal: real test images flagged
@@ -10,7 +10,7 @@ the shares and writes ``reports/bench/ood.md`` and ``ood.png``. Goal: real test 
 
 The temperature is the model's own (``calibration`` in its metadata); a model stored without one
 gets a temperature fitted here on its validation split (the split training held out, rebuilt
-with the seed and share of its metadata) with training's own ``training.calibration``. The threshold is the
+with the seed and share of its metadata) with ``inference.calibration``. The threshold is the
 service's ``UNSURE_BELOW``; the report also shows, per model, the largest threshold (0.05 steps)
 that flags at most ``--target`` of the validation images dressed as uploads: the rule the default
 was chosen by (the test split is only measured, never used to choose).
@@ -27,15 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from catalog import FAMILIES, MODEL_FILE, Family, ModelMetadata
-from preprocessing import prepare_upload
-from inference.answers import answer, not_found
+from catalog import FAMILIES, MODEL_FILE, Calibration, Family, ModelMetadata
+from inference import Classifier
 from inference.calibration import calibrate
+from inference.calibration import expected_calibration_error as ece
+from inference.calibration import fit_temperature
 from service.settings import Settings
 from tools import ood
 from tools.uploads import dress_as_upload, encode_plain
-from inference.calibration import expected_calibration_error as ece
-from inference.calibration import fit_temperature
 
 REAL_LIMIT = 0.02  # real test images flagged at most this share
 GRID = np.round(np.arange(0.05, 1.0001, 0.05), 2)
@@ -57,22 +56,17 @@ class Outcome:
         return float(np.mean(~self.found | (np.nan_to_num(self.confidence, nan=0.0) < threshold)))
 
 
-def through_upload_path(uploads: list[bytes], fam: Family, model) -> tuple[list, np.ndarray]:
-    """prepare_upload for every upload, one forward pass for those with something in them:
-    (the Prepared uploads, the model's raw softmax rows of the found ones in order)."""
-    prepared = [prepare_upload(data, fam.preprocessing) for data in uploads]
-    rows = [p.vector for p in prepared if p.found]
-    if not rows:
-        return prepared, np.zeros((0, len(fam.class_names)), np.float32)
-    return prepared, np.asarray(model.predict(np.stack(rows), batch_size=1024, verbose=0))
+def classifier_at(tag: str, metadata: ModelMetadata, model, temperature: float, threshold: float) -> Classifier:
+    """The family's Classifier around the loaded ``model``, calibrated at ``temperature``, ``unsure``
+    below ``threshold``."""
+    metadata = metadata.model_copy(update={"calibration": Calibration(temperature=temperature)})
+    return Classifier(tag, metadata, lambda rows: model.predict(rows, batch_size=1024, verbose=0),
+                      unsure_below=threshold)
 
 
-def answered(name: str, prepared: list, raw: np.ndarray, fam: Family, temperature: float, threshold: float,
-             labels: np.ndarray | None = None, in_distribution: bool = False) -> Outcome:
-    """The service's answers (``calibrate`` + ``answer`` / ``not_found``) to uploads run through the model."""
-    probabilities = iter(calibrate(raw, temperature))
-    answers = [answer(next(probabilities), fam.class_names, "bench", 1, unsure_below=threshold) if p.found
-               else not_found(p.reason, "bench") for p in prepared]
+def answered(name: str, answers: list[dict], threshold: float, labels: np.ndarray | None = None,
+             in_distribution: bool = False) -> Outcome:
+    """The outcome of a Classifier's ``answers`` to one set of uploads."""
     found = np.array([a["found"] for a in answers])
     confidence = np.array([a["confidence"] if a["found"] else np.nan for a in answers], np.float64)
     unsure = np.array([a["unsure"] for a in answers])
@@ -126,6 +120,8 @@ def evaluate(fam: Family, raw_by_route: dict, args, threshold: float) -> FamilyR
             for split, p, labels in (("validation", val_p, val_labels), ("test", test_p, test_labels))
             for kind in ("raw", "calibrated")}
     result = FamilyResult(fam, str(entry.tag), temperature, source, eces)
+    calibrated_classifier = classifier_at(str(entry.tag), metadata, model, temperature, threshold)
+    raw_classifier = classifier_at(str(entry.tag), metadata, model, 1.0, threshold)
 
     rng = np.random.default_rng(args.seed)
     val_pixels = np.rint(splits.x_val * 255).astype(np.uint8).reshape(-1, 28, 28)
@@ -149,9 +145,9 @@ def evaluate(fam: Family, raw_by_route: dict, args, threshold: float) -> FamilyR
     for name, uploads, labels in sets:
         start = time.perf_counter()
         real = labels is not None
-        prepared, raw_p = through_upload_path(uploads, fam, model)
-        result.outcomes.append(answered(name, prepared, raw_p, fam, temperature, threshold, labels, real))
-        result.raw_outcomes.append(answered(name, prepared, raw_p, fam, 1.0, threshold, labels, real))
+        prepared = [calibrated_classifier.prepare(data) for data in uploads]  # decoded once for both
+        for classifier, outcomes in ((calibrated_classifier, result.outcomes), (raw_classifier, result.raw_outcomes)):
+            outcomes.append(answered(name, classifier.predict_prepared(prepared), threshold, labels, real))
         o = result.outcomes[-1]
         print(f"  {fam.route} {name}: {len(uploads)} uploads, found {o.found.mean():.1%}, "
               f"flagged {o.flagged(threshold):.1%} ({time.perf_counter() - start:.1f} s)", flush=True)
@@ -198,8 +194,8 @@ def report(results: list[FamilyResult], threshold: float, args, png: Path) -> st
         "# Out-of-distribution uploads: unsure and nothing found",
         "",
         f"Command: `make bench-ood` (`python -m bench.ood --n-real {args.n_real} --n-ood {args.n_ood} "
-        f"--seed {args.seed}`). Every image goes through the upload path in-process (`prepare_upload`, the "
-        "stored model, the temperature, `service.answers.answer`). Flagged = the answer has `unsure: true` "
+        f"--seed {args.seed}`). Every image goes through the upload path in-process (`inference.Classifier`: "
+        "decode and preprocessing, the stored model, the temperature, the answer). Flagged = the answer has `unsure: true` "
         f"(calibrated confidence below `UNSURE_BELOW` = {threshold:g}) or `found: false`. Goal: real test "
         f"images flagged at most {REAL_LIMIT:.0%}, everything else as often as possible. Uploads: digits as "
         "photographed dark ink on paper and signs as resized photos (`tools/uploads.py`), half JPEG; the "

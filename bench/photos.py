@@ -9,11 +9,12 @@ with uneven light, shadows, paper lines, blur, rotation, JPEG; signs under uneve
 (the same photos with nothing on them). ``--split validation`` runs on the training split's
 held-out part instead (the one to tune on); the report is on the test split.
 
-The baseline is another checkout's ``preprocessing`` package (imported by path, under another
-name; it must import its own modules relatively) and answers "found" when its vector is not all
-zeros. CPU time is process time around decode + preprocessing, measured alternately on the same
-uploads, so both sides see the same machine load. Writes ``reports/bench/photos.md`` and
-``reports/bench/photos.png``.
+This checkout's side ("after") is the family's :class:`inference.Classifier`: its decode step,
+then its answers. The baseline is another checkout's ``preprocessing`` package (imported by path,
+under another name; it must import its own modules relatively), run through the stored model, and
+answers "found" when its vector is not all zeros. CPU time is process time around decode +
+preprocessing, measured alternately on the same uploads, so both sides see the same machine load.
+Writes ``reports/bench/photos.md`` and ``reports/bench/photos.png``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from catalog import FAMILIES, MODEL_FILE, Family, ModelMetadata
-from preprocessing import ASL_SIGN, MNIST_DIGIT, prepare_upload
+from inference import Classifier
+from preprocessing import ASL_SIGN, MNIST_DIGIT
 from tools import photos
 from tools.uploads import dress_as_upload, encode_plain
+from training.lit import accuracy as answers_accuracy
 
 SETS = ("raw", "even", "hard", "blank")
 SET_TITLES = {
@@ -45,11 +48,12 @@ TARGETS = {"hard": 0.97, "blank": 0.95}  # MNIST targets: hard-photo accuracy, b
 
 @dataclass
 class Side:
-    """One preprocessing's results on one set: predictions, found flags, CPU seconds."""
+    """One preprocessing's results on one set: found flags, model inputs, CPU seconds."""
 
     found: list[bool] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     cpu: float = 0.0
+    prepared: list = field(default_factory=list)  # this checkout's side: the Classifier's Prepared uploads
 
 
 def load_baseline(directory: Path):
@@ -93,11 +97,12 @@ def make_sets(preprocessing: str, x: np.ndarray, n_blank: int, seed: int) -> dic
     }
 
 
-def run_stems(uploads: list[bytes], preprocessing: str, baseline) -> tuple[Side, Side | None]:
-    """Decode + preprocess every upload with this stem and the baseline's, alternately."""
+def run_stems(uploads: list[bytes], classifier: Classifier, baseline) -> tuple[Side, Side | None]:
+    """Decode + preprocess every upload with the Classifier's decode step and the baseline's, alternately."""
+    preprocessing = classifier.preprocessing
     after, before = Side(), (Side() if baseline is not None else None)
     for data in uploads[:3]:  # first calls pay one-off costs (imports, allocator, OpenCV's setup)
-        prepare_upload(data, preprocessing)
+        classifier.prepare(data)
         if baseline is not None:
             baseline.image_to_vector(data, preprocessing)
     for i, data in enumerate(uploads):
@@ -105,8 +110,9 @@ def run_stems(uploads: list[bytes], preprocessing: str, baseline) -> tuple[Side,
         for which in order:
             if which == "after":
                 start = time.process_time()
-                prepared = prepare_upload(data, preprocessing)
+                prepared = classifier.prepare(data)
                 after.cpu += time.process_time() - start
+                after.prepared.append(prepared)
                 after.vectors.append(prepared.vector)
                 after.found.append(prepared.found)
             elif before is not None:
@@ -125,13 +131,15 @@ def evaluate(fam: Family, x: np.ndarray, y: np.ndarray, args, baseline) -> dict:
 
     entry = bentoml.models.get(fam.model_tag)
     model = keras.saving.load_model(entry.path_of(MODEL_FILE))
-    preprocessing = ModelMetadata.from_store(entry.info.metadata).preprocessing
+    classifier = Classifier(str(entry.tag), ModelMetadata.from_store(entry.info.metadata),
+                            lambda rows: model.predict(rows, batch_size=1024, verbose=0))
+    preprocessing = classifier.preprocessing
     print(f"{fam.store_name}: making {len(x)} uploads per set and {args.blank} blanks ...", flush=True)
     sets = make_sets(preprocessing, x, args.blank, args.seed)
     result = {"model": str(entry.tag), "preprocessing": preprocessing, "n": len(x), "sets": {}, "examples": {}}
     for name, uploads in sets.items():
         print(f"  {name}: {len(uploads)} uploads", flush=True)
-        after, before = run_stems(uploads, preprocessing, baseline)
+        after, before = run_stems(uploads, classifier, baseline)
         row = {"n": len(uploads), "mib": sum(map(len, uploads)) / 2**20}
         for label, side in (("after", after), ("before", before)):
             if side is None:
@@ -139,18 +147,23 @@ def evaluate(fam: Family, x: np.ndarray, y: np.ndarray, args, baseline) -> dict:
             found = np.array(side.found)
             row[f"flagged_{label}"] = float(np.mean(~found))
             row[f"ms_{label}"] = 1000 * side.cpu / len(uploads)
-            if name != "blank":
+            if name != "blank" and side is after:
+                answers = classifier.predict_prepared(side.prepared)
+                row[f"accuracy_{label}"] = answers_accuracy(answers, y)
+                guesses = [a["label"] for a in answers]  # None: nothing found
+            elif name != "blank":
                 predicted = np.asarray(model.predict(np.stack(side.vectors), batch_size=1024, verbose=0)).argmax(1)
                 row[f"accuracy_{label}"] = float(np.mean((predicted == y) & found))
-                if name == "hard":
-                    result["examples"][label] = (np.stack(side.vectors[:12]), predicted[:12])
+                guesses = [fam.class_names[i] for i in predicted]
+            if name == "hard":
+                result["examples"][label] = (np.stack(side.vectors[:12]), guesses[:12])
             if name == "blank":
                 result["examples"][f"blank_{label}"] = np.stack(side.vectors[:4])
         result["sets"][name] = row
         if name in ("hard", "blank"):
             result["examples"][f"{name}_uploads"] = uploads[:12]
     if preprocessing == ASL_SIGN:
-        result["flat_field"] = flat_field_check(model, sets, y)
+        result["flat_field"] = flat_field_check(classifier, sets, y)
     result["labels"] = y[:12]
     result["class_names"] = list(fam.class_names)
     return result
@@ -170,13 +183,14 @@ def flat_field(vectors: np.ndarray, sigma: float, strength: float) -> np.ndarray
     return np.stack(out).reshape(-1, 784).astype(np.float32)
 
 
-def flat_field_check(model, sets: dict[str, list[bytes]], y: np.ndarray) -> list[dict]:
-    """Would evening out the light of sign inputs pay? Accuracy on the raw split and the lit photos
-    with and without a flat field (the stem does not use one: it must not cost raw accuracy)."""
-    base = {name: np.stack([prepare_upload(d, ASL_SIGN).vector for d in sets[name]]) for name in ("raw", "hard")}
+def flat_field_check(classifier: Classifier, sets: dict[str, list[bytes]], y: np.ndarray) -> list[dict]:
+    """Would evening out the light of sign inputs pay? Accuracy (top class) on the raw split and the
+    lit photos with and without a flat field applied to the Classifier's inputs (the stem does not use
+    one: it must not cost raw accuracy)."""
+    base = {name: np.stack([classifier.prepare(d).vector for d in sets[name]]) for name in ("raw", "hard")}
 
     def accuracy(vectors):
-        return float(np.mean(np.asarray(model.predict(vectors, batch_size=1024, verbose=0)).argmax(1) == y))
+        return float(np.mean(classifier.probabilities(vectors).argmax(1) == y))
 
     rows = [{"variant": "none (the stem)", **{k: accuracy(v) for k, v in base.items()}}]
     for sigma, strength in FLAT_FIELDS:
@@ -269,11 +283,11 @@ def plot(results: list[dict], path: Path, has_baseline: bool) -> None:
             ax.set_title(f"label {r['class_names'][r['labels'][c]]}", fontsize=8)
             ax.axis("off")
             for k, label in enumerate(["after"] + (["before"] if has_baseline else [])):
-                vectors, predicted = ex[label]
+                vectors, guesses = ex[label]
                 ax = fig.add_subplot(grid[top + 1 + k, c])
                 ax.imshow(vectors[c].reshape(28, 28), cmap="gray", vmin=0, vmax=1)
-                ok = predicted[c] == r["labels"][c]
-                ax.set_title(f"{label}: {r['class_names'][predicted[c]]}", fontsize=8,
+                ok = guesses[c] == r["class_names"][r["labels"][c]]
+                ax.set_title(f"{label}: {guesses[c] or 'nothing found'}", fontsize=8,
                              color="green" if ok else "red")
                 ax.axis("off")
         ax = fig.add_subplot(grid[f * rows_per_family : (f + 1) * rows_per_family, columns + 1 :])

@@ -86,10 +86,17 @@ class Classifier:
             raise TypeError("this classifier's forward pass is asynchronous: use aprobabilities()")
         return calibrate(np.asarray(raw), self.temperature)
 
+    def prepare(self, data: bytes) -> Prepared:
+        """Decode and preprocess one upload here, as :meth:`predict` does. Raises ImageError."""
+        return prepare_upload(data, self.preprocessing)
+
     def predict(self, uploads: Sequence[bytes], top_k: int = 1, return_input: bool = False) -> list[dict]:
         """The answers for ``uploads`` (encoded images), in order: each decoded and preprocessed
         here, one forward pass for those with something in them. A bad upload raises ImageError."""
-        prepared = [prepare_upload(data, self.preprocessing) for data in uploads]
+        return self.predict_prepared([self.prepare(data) for data in uploads], top_k, return_input)
+
+    def predict_prepared(self, prepared: Sequence[Prepared], top_k: int = 1, return_input: bool = False) -> list[dict]:
+        """The answers for uploads already through :meth:`prepare`, in order (one forward pass)."""
         return self._answers(prepared, self._found_probabilities(prepared, self.probabilities), top_k, return_input)
 
     # ---- in the service: decoding off the event loop, the batched forward pass

@@ -1,4 +1,4 @@
-"""The lit evaluation set (training/lit.py): photos under uneven light, read through the upload path."""
+"""The lit evaluation set (training/lit.py): photos under uneven light, answered by a Classifier."""
 
 from __future__ import annotations
 
@@ -47,9 +47,28 @@ def test_lit_uploads_are_files_the_service_reads(preprocessing):
         formats.add(Image.open(io.BytesIO(data)).format)
         assert prepare_upload(data, preprocessing).vector.shape == (784,)
     assert formats == {"JPEG", "PNG"}
-    vectors = lit.lit_vectors(np.stack([image, FLAT]), preprocessing, seed=5)
-    assert vectors.shape == (2, 784) and vectors.dtype == np.float32 and 0 <= vectors.min() <= vectors.max() <= 1
-    np.testing.assert_array_equal(vectors, lit.lit_vectors(np.stack([image, FLAT]), preprocessing, seed=5))
+    uploads = lit.lit_uploads(np.stack([image, FLAT]), preprocessing, seed=5)
+    assert len(uploads) == 2 and all(isinstance(u, bytes) for u in uploads)
+    assert uploads == lit.lit_uploads(np.stack([image, FLAT]), preprocessing, seed=5)
+    assert uploads != lit.lit_uploads(np.stack([image, FLAT]), preprocessing, seed=6)
+
+
+def test_lit_accuracy_counts_answers_and_nothing_found_as_wrong():
+    from catalog import ModelMetadata
+    from inference import Classifier
+
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    blank = np.zeros((28, 28), np.uint8)  # a photo of empty paper: nothing found
+    uploads = lit.lit_uploads(np.stack([digit, digit, blank]), MNIST_DIGIT, seed=0)
+    always_one = lambda x: np.tile(np.eye(10, dtype=np.float32)[1], (len(x), 1))  # noqa: E731
+    classifier = Classifier("test", ModelMetadata(class_names=list("0123456789"), preprocessing=MNIST_DIGIT),
+                            always_one)
+    answers = classifier.predict(uploads)
+    assert [a["found"] for a in answers] == [True, True, False]
+    assert lit.accuracy(answers, np.array([1, 7, 1])) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError):
+        lit.accuracy(answers, np.array([1, 1]))
 
 
 def test_sample_is_seeded_and_whole_when_small():

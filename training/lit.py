@@ -1,5 +1,5 @@
-"""Lit evaluation sets: data-set images turned into photo uploads under uneven light, read back
-through the service's own upload path (``preprocessing.prepare_upload``).
+"""Lit evaluation sets: data-set images turned into photo uploads under uneven light, answered
+by the family's :class:`inference.Classifier` as the service would answer them.
 
 A 28x28 image becomes a 160-400 px photo (bicubic upscale), is multiplied by one of
 :mod:`training.lighting`'s illumination fields (gradient, vignette, soft shadow, alone or
@@ -13,12 +13,12 @@ own), so the lit accuracy measures what the model was not shown verbatim.
 from __future__ import annotations
 
 import io
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from preprocessing import ASL_SIGN, MNIST_DIGIT, prepare_upload
+from preprocessing import ASL_SIGN, MNIST_DIGIT
 from training import lighting
 
 PHOTO_SIDES = (160, 400)
@@ -67,13 +67,18 @@ def lit_upload(pixels28: np.ndarray, preprocessing: str, rng: np.random.Generato
     return buffer.getvalue()
 
 
-def lit_vectors(images: np.ndarray, preprocessing: str, seed: int = 0,
-                kinds: tuple[str, ...] = lighting.KINDS, field: Field | None = None) -> np.ndarray:
-    """The model inputs (n, 784) of ``images`` (n, 28, 28 uint8) photographed under uneven light,
-    each through ``prepare_upload`` as an upload would go. Deterministic for a seed."""
+def lit_uploads(images: np.ndarray, preprocessing: str, seed: int = 0,
+                kinds: tuple[str, ...] = lighting.KINDS, field: Field | None = None) -> list[bytes]:
+    """``images`` (n, 28, 28 uint8) photographed under uneven light, as encoded uploads
+    (:func:`lit_upload`). Deterministic for a seed."""
     rng = np.random.default_rng(seed)
-    return np.stack([prepare_upload(lit_upload(image, preprocessing, rng, kinds, field), preprocessing).vector
-                     for image in images])
+    return [lit_upload(image, preprocessing, rng, kinds, field) for image in images]
+
+
+def accuracy(answers: Sequence[dict], labels: np.ndarray) -> float:
+    """Share of a Classifier's ``answers`` whose ``index`` is the label (class index). An answer
+    with ``found: false`` counts as wrong: the service would give no label for that photo."""
+    return float(np.mean([a["found"] and a["index"] == int(y) for a, y in zip(answers, labels, strict=True)]))
 
 
 def sample(n_total: int, n: int, seed: int) -> np.ndarray:

@@ -9,8 +9,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from catalog import Calibration, Family, family
-from inference import calibration
+from catalog import Calibration, Family, ModelMetadata, family
+from inference import Classifier, calibration
 from training import datasets, lit, reports, store
 from training.config import TrainConfig
 from training.models import build_classifier, build_teacher, distillation_model, inference_model, make_optimizer
@@ -85,7 +85,8 @@ def run(config: TrainConfig, position: tuple[int, int] = (1, 1)) -> RunResult:
     verdict = overfitting_verdict(metrics, fitted.history)
     served = inference_model(model)
     calibrated, fitted_on = calibrate(served, splits)
-    lit_accuracy = lit_accuracies(served, lit_splits(splits, raw, fam, config))
+    forward = lambda x: served.predict(x, batch_size=1024, verbose=0)  # noqa: E731
+    lit_accuracy = lit_accuracies(lit_classifier(fam, model_name, forward), lit_splits(splits, raw, fam, config))
     write_plots(model, splits, fam, fitted, metrics, config, model_name, report_dir)
     tag = (save(served, fam, model_name, metrics, fitted, config, raw, calibrated, lit_accuracy)
            if config.save else None)
@@ -137,7 +138,8 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
     """Seconds per training step, per epoch and for the whole run (at most ``config.epochs`` epochs,
     the teacher's epochs, the validation passes and the lit evaluation included), measured on
     throwaway copies of the models: ``fit`` on ``steps`` batches three times (the first compiles; the
-    faster of the other two counts, as a busy machine slows one of them), and a few lit uploads."""
+    faster of the other two counts, as a busy machine slows one of them), and a few lit photos made
+    and answered."""
     x, y = splits.x_train[: steps * config.batch_size], splits.y_train[: steps * config.batch_size]
     batches = -(-len(splits.x_train) // config.batch_size)
     probe = build_classifier(len(fam.class_names), config, name="probe")
@@ -155,8 +157,12 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
     lit_seconds = 0.0
     if config.lit_eval:
         images = np.rint(splits.x_val[:4].reshape(-1, 28, 28) * 255).astype(np.uint8)
+        # A uniform stand-in for the model: the real forward pass is one call per split, and timing
+        # a first predict() here would charge its compilation to every photo.
+        uniform = lambda x: np.full((len(x), len(fam.class_names)), 1 / len(fam.class_names), np.float32)  # noqa: E731
+        timed = lit_classifier(fam, "probe", uniform)
         start = time.perf_counter()
-        lit.lit_vectors(images, fam.preprocessing)
+        timed.predict(lit.lit_uploads(images, fam.preprocessing))
         per_image = (time.perf_counter() - start) / len(images)
         lit_seconds = per_image * (min(config.lit_eval, len(splits.x_val)) + min(config.lit_eval, len(splits.x_test)))
     return {"step": step, "epoch": epoch, "total": teacher_total + first + config.epochs * epoch + lit_seconds}
@@ -237,25 +243,25 @@ MIN_CALIBRATION_ERRORS = 20
 
 @dataclass
 class LitSplits:
-    """The validation and test images photographed under uneven light, as model inputs."""
+    """The validation and test images photographed under uneven light, as uploads (encoded images)."""
 
-    x_val: np.ndarray
+    x_val: list[bytes]
     y_val: np.ndarray  # class indices
-    x_test: np.ndarray
+    x_test: list[bytes]
     y_test: np.ndarray
 
 
 def lit_splits(splits: datasets.Splits, raw: datasets.RawData, fam: Family, config: TrainConfig) -> LitSplits | None:
-    """Up to ``config.lit_eval`` validation and test images as lit photo uploads read back through
-    the upload path (:mod:`training.lit`); None when ``lit_eval`` is 0."""
+    """Up to ``config.lit_eval`` validation and test images as lit photo uploads
+    (:mod:`training.lit`); None when ``lit_eval`` is 0."""
     if not config.lit_eval:
         return None
     val_images = np.rint(splits.x_val.reshape(-1, 28, 28) * 255).astype(np.uint8)  # x_val = uint8 / 255
     val = lit.sample(len(val_images), config.lit_eval, config.seed)
     test = lit.sample(len(raw.x_test), config.lit_eval, config.seed)
-    return LitSplits(lit.lit_vectors(val_images[val], fam.preprocessing, config.seed),
+    return LitSplits(lit.lit_uploads(val_images[val], fam.preprocessing, config.seed),
                      splits.y_val.argmax(axis=1)[val],
-                     lit.lit_vectors(raw.x_test[test], fam.preprocessing, config.seed + 1), raw.y_test[test])
+                     lit.lit_uploads(raw.x_test[test], fam.preprocessing, config.seed + 1), raw.y_test[test])
 
 
 def calibrate(served: keras.Model, splits: datasets.Splits) -> tuple[Calibration, str]:
@@ -283,11 +289,18 @@ def calibrate(served: keras.Model, splits: datasets.Splits) -> tuple[Calibration
     return result, fitted_on
 
 
-def lit_accuracies(served: keras.Model, lit_data: LitSplits | None) -> dict | None:
-    """Accuracy on the lit photos of the validation and test images (None without them)."""
+def lit_classifier(fam: Family, tag: str, forward) -> Classifier:
+    """The family's :class:`~inference.Classifier` around ``forward`` (the in-memory model's predict).
+    Uncalibrated: a temperature never changes the top class, all the lit accuracy counts."""
+    return Classifier(tag, ModelMetadata(class_names=list(fam.class_names), preprocessing=fam.preprocessing), forward)
+
+
+def lit_accuracies(classifier: Classifier, lit_data: LitSplits | None) -> dict | None:
+    """Accuracy of the Classifier's answers to the lit photos of the validation and test images
+    (:func:`training.lit.accuracy`: a photo where nothing was found counts as wrong); None without them."""
     if lit_data is None:
         return None
-    accuracy = lambda x, y: float(np.mean(np.asarray(served.predict(x, batch_size=1024, verbose=0)).argmax(1) == y))  # noqa: E731
+    accuracy = lambda x, y: lit.accuracy(classifier.predict(x), y)  # noqa: E731
     return {"validation": accuracy(lit_data.x_val, lit_data.y_val), "test": accuracy(lit_data.x_test, lit_data.y_test),
             "images": len(lit_data.y_test)}
 

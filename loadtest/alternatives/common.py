@@ -1,4 +1,5 @@
-"""What the hand-written servers share: the store lookup and a numpy MLP (no bentoml import)."""
+"""What the hand-written servers share: the store lookup, their Classifier and a numpy MLP (no
+bentoml import)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from catalog import FAMILIES, MODEL_FILE, ModelMetadata
+from inference import Classifier
 from service.settings import Settings
 
 MAX_BATCH_FILES = Settings.max_batch_files
@@ -28,8 +30,20 @@ class StoredModel:
 
     tag: str
     path: Path
-    class_names: tuple[str, ...]
-    preprocessing: str
+    metadata: ModelMetadata
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.metadata.class_names
+
+    @property
+    def preprocessing(self) -> str:
+        return self.metadata.preprocessing
+
+    def classifier(self, forward) -> Classifier:
+        """This model's Classifier around ``forward`` (rows -> softmax), unsure below the service's
+        threshold (``UNSURE_BELOW``), so its answers are the service's."""
+        return Classifier(self.tag, self.metadata, forward, unsure_below=Settings.from_env().unsure_below)
 
     @classmethod
     def latest(cls, name: str, home: Path | None = None) -> "StoredModel":
@@ -38,7 +52,7 @@ class StoredModel:
         folder = (home or bentoml_home()) / "models" / name
         version = (folder / "latest").read_text().strip()
         meta = ModelMetadata.from_store(yaml.safe_load((folder / version / "model.yaml").read_text())["metadata"])
-        return cls(f"{name}:{version}", folder / version / MODEL_FILE, tuple(meta.class_names), meta.preprocessing)
+        return cls(f"{name}:{version}", folder / version / MODEL_FILE, meta)
 
 
 def stored_models() -> dict[str, StoredModel]:

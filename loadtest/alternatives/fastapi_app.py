@@ -1,11 +1,13 @@
 """The hand-written FastAPI server of the benchmark, in two flavours (see the package doc).
 
-``make_app(call)`` builds the app around ``call(model, x) -> probabilities``; :mod:`.tutorial`
-passes Keras ``model.predict``, :mod:`.careful` the direct call ``model(x, training=False)``.
+``make_app(call)`` builds the app around ``call(model, x) -> probabilities``, the forward pass of
+each family's Classifier; :mod:`.tutorial` passes Keras ``model.predict``, :mod:`.careful` the
+direct call ``model(x, training=False)``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Annotated, Callable
 
@@ -14,8 +16,7 @@ from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
 from loadtest.alternatives.common import MAX_BATCH_FILES, stored_models, top_k_of
-from preprocessing import VECTOR_LENGTH, ImageError, image_to_vector
-from inference.answers import answer
+from preprocessing import VECTOR_LENGTH, ImageError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -27,6 +28,7 @@ def make_app(call: Callable[[object, np.ndarray], np.ndarray], title: str) -> Fa
     models = {route: keras.saving.load_model(entry.path) for route, entry in stored.items()}
     for route, model in models.items():  # the first call builds the graph: not on a request
         call(model, np.zeros((1, VECTOR_LENGTH), np.float32))
+    classifiers = {route: entry.classifier(functools.partial(call, models[route])) for route, entry in stored.items()}
     app = FastAPI(title=title)
 
     def error(status: int, message: str) -> JSONResponse:
@@ -37,18 +39,18 @@ def make_app(call: Callable[[object, np.ndarray], np.ndarray], title: str) -> Fa
         return {"ready": True}
 
     def routes(route: str) -> None:
-        entry, model = stored[route], models[route]
+        entry, classifier = stored[route], classifiers[route]
 
         @app.post(f"/{route}/predict")
         async def predict(image: Annotated[UploadFile, File()], top_k: Annotated[str | None, Form()] = None):
             k = top_k_of(top_k, entry)
             if k is None:
                 return error(400, "bad top_k")
+            data = await image.read()
             try:
-                x = image_to_vector(await image.read(), entry.preprocessing)
+                return classifier.predict([data], k)[0]
             except ImageError as exc:
                 return error(exc.status_code, str(exc))
-            return answer(np.asarray(call(model, x[None]))[0], entry.class_names, entry.tag, k)
 
         @app.post(f"/{route}/predict_batch")
         async def predict_batch(images: Annotated[list[UploadFile], File()],
@@ -56,12 +58,11 @@ def make_app(call: Callable[[object, np.ndarray], np.ndarray], title: str) -> Fa
             k = top_k_of(top_k, entry)
             if k is None or not 1 <= len(images) <= MAX_BATCH_FILES:
                 return error(400, "bad top_k or number of images")
+            uploads = [await upload.read() for upload in images]
             try:
-                x = np.stack([image_to_vector(await upload.read(), entry.preprocessing) for upload in images])
+                return {"model": entry.tag, "predictions": classifier.predict(uploads, k)}
             except ImageError as exc:
                 return error(exc.status_code, str(exc))
-            probabilities = np.asarray(call(model, x))
-            return {"model": entry.tag, "predictions": [answer(p, entry.class_names, entry.tag, k) for p in probabilities]}
 
     for route in stored:
         routes(route)

@@ -1,24 +1,22 @@
-"""(5) The floor: a minimal Starlette app, same decode and preprocessing, numpy forward pass.
+"""(5) The floor: a minimal Starlette app, the same Classifier, a numpy forward pass.
 
-No validation framework, no TensorFlow: ``request.form()``, :func:`preprocessing.image_to_vector`
-and :class:`~loadtest.alternatives.common.NumpyMLP` with the store's weights. Run it with one
+No validation framework, no TensorFlow: ``request.form()`` and a :class:`inference.Classifier`
+around :class:`~loadtest.alternatives.common.NumpyMLP` with the store's weights. Run it with one
 uvicorn worker: what one Python HTTP process can do with this work per request.
 """
 
 from __future__ import annotations
 
-import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from loadtest.alternatives.common import MAX_BATCH_FILES, NumpyMLP, stored_models, top_k_of
-from preprocessing import ImageError, image_to_vector
-from inference.answers import answer
+from preprocessing import ImageError
 
 STORED = stored_models()
-MODELS = {route: NumpyMLP(entry.path) for route, entry in STORED.items()}
+CLASSIFIERS = {route: entry.classifier(NumpyMLP(entry.path)) for route, entry in STORED.items()}
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -26,7 +24,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def _endpoint(route: str, batch: bool):
-    entry, model = STORED[route], MODELS[route]
+    entry, classifier = STORED[route], CLASSIFIERS[route]
     field = "images" if batch else "image"
 
     async def endpoint(request: Request) -> JSONResponse:
@@ -38,14 +36,14 @@ def _endpoint(route: str, batch: bool):
         k = top_k_of(form.get("top_k"), entry)
         if k is None or not 1 <= len(uploads) <= (MAX_BATCH_FILES if batch else 1) or isinstance(uploads[0], str):
             return _error(400, "bad field, top_k or number of images")
+        data = [await upload.read() for upload in uploads]
         try:
-            x = np.stack([image_to_vector(await upload.read(), entry.preprocessing) for upload in uploads])
+            answers = classifier.predict(data, k)
         except ImageError as exc:
             return _error(exc.status_code, str(exc))
-        probabilities = model(x)
         if batch:
-            return JSONResponse({"model": entry.tag, "predictions": [answer(p, entry.class_names, entry.tag, k) for p in probabilities]})
-        return JSONResponse(answer(probabilities[0], entry.class_names, entry.tag, k))
+            return JSONResponse({"model": entry.tag, "predictions": answers})
+        return JSONResponse(answers[0])
 
     return endpoint
 
