@@ -1,8 +1,10 @@
-"""Faults under load, against a real `bentoml serve` with 2 workers: a worker killed outright comes
-back (circus) and only the requests on its connections are lost; SIGTERM drains (readiness 503
-first, requests still served for DRAIN_SECONDS, in-flight ones finished) before the server exits.
+"""Faults under load, against a real `bentoml serve` with 2 workers, in both placements (the passes
+in the workers, or in a model executor beside them): a worker killed outright comes back (circus)
+and only the requests on its connections are lost; SIGTERM drains (readiness 503 first, requests
+still served for DRAIN_SECONDS, in-flight ones finished) before the server exits.
 
-The two tests share one server, in this order: the kill first, the drain (which ends it) last.
+The two tests share one server per placement, in this order: the kill first, the drain (which ends
+it) last. The model executor's own death: tests/test_model_executor.py.
 """
 
 from __future__ import annotations
@@ -23,22 +25,31 @@ DRAIN_SECONDS = 4
 CLIENTS = 4
 
 
-@pytest.fixture(scope="module")
-def two_workers(served_models, tmp_path_factory):
+@pytest.fixture(scope="module", params=["worker", "executor"])
+def two_workers(request, served_models, tmp_path_factory):
     log = tmp_path_factory.mktemp("faults") / "serve.log"
-    server = Server(env={"WORKERS": "2", "DRAIN_SECONDS": str(DRAIN_SECONDS)}, log=log).wait_ready()
+    env = {"WORKERS": "2", "DRAIN_SECONDS": str(DRAIN_SECONDS), "PLACEMENT": request.param,
+           "EXECUTOR_BATCH_SIZE": "1024"}
+    server = Server(env=env, log=log).wait_ready()
     _wait_for(lambda: _initialized(server) == 2, 120, "both workers initialized")
     yield server
     server.stop()
 
 
 def _initialized(server: Server) -> int:
+    """HTTP workers that have started (the model executor, if any, not counted)."""
     return server.log().count("Service digits_and_signs initialized")
 
 
 def _workers(server: Server) -> list[psutil.Process]:
-    return [p for p in psutil.Process(server.process.pid).children()
-            if "_bentoml_impl.worker" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+    """The HTTP workers (not the model executor)."""
+    workers = []
+    for process in psutil.Process(server.process.pid).children():
+        command = " ".join(process.cmdline())
+        if ("_bentoml_impl.worker" in command and "digits_and_signs_executor" not in command
+                and process.status() != psutil.STATUS_ZOMBIE):
+            workers.append(process)
+    return workers
 
 
 def _wait_for(condition, seconds: float, what: str) -> float:
