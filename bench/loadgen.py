@@ -93,8 +93,8 @@ async def _connection(host: str, port: int, requests: list[bytes], offset: int, 
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
             lower = head.lower()
-            at = lower.find(b"content-length:")
-            length = int(lower[at + 15 : lower.find(b"\r\n", at)]) if at >= 0 else 0
+            at = lower.find(b"\r\ncontent-length:")  # not Inference-Header-Content-Length
+            length = int(lower[at + 17 : lower.find(b"\r\n", at + 2)]) if at >= 0 else 0
             if length:
                 await reader.readexactly(length)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):

@@ -288,3 +288,14 @@ def test_short_soak_reports_rss(server, tmp_path):
     assert len(result["rss_mib"]) >= 3 and result["rss_mib"][0][1] > 100
     assert result["step"]["failures"] == 0 and 5 <= result["step"]["rps"] <= 20
     assert "Server RSS" in (tmp_path / "soak.md").read_text()
+
+
+def test_the_lean_load_generator_reads_whole_answers(server):
+    """bench/loadgen.py (make bench-gpu's client): answers of every size, binary ones with an
+    Inference-Header-Content-Length before their Content-Length, and no connection errors."""
+    from bench import loadgen
+    from bench.gpu import bulk_requests, upload_requests
+
+    for requests_ in (upload_requests("127.0.0.1")[:20], bulk_requests("127.0.0.1", "UINT8", rows=64)):
+        result = loadgen.run(server.url, requests_, concurrency=2, seconds=1.5, warmup=0.3, processes=1)
+        assert result.answers > 2 and result.ok == result.answers and result.failures == 0, result
