@@ -13,7 +13,7 @@ Per catalog family, the model named by its route (``mnist``, ``asl``), its versi
 
 The rows go through the same batched forward pass as the uploads (the in-worker queue or the model
 executor). A request holds at most ``MAX_INFER_ROWS`` rows; its body is at most the largest useful
-one, that many FP32 rows in binary after a JSON header of 64 KiB (``Settings.max_infer_bytes``), and
+one, that many FP32 rows in binary after a JSON header (``Settings.max_infer_bytes``), and
 a body of JSON only is held to ``Settings.max_json_bytes`` (parsing JSON holds the event loop).
 Every mistake is a 4xx with the protocol's error body ``{"error": "..."}``.
 """
@@ -31,7 +31,7 @@ from catalog import Family
 from inference import Classifier
 from preprocessing import VECTOR_LENGTH
 from service.errors import ClientError
-from service.settings import INFER_HEADER_BYTES, Settings
+from service.settings import Settings
 
 INPUT, OUTPUT = "pixels", "probabilities"
 DATATYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype(np.uint8)}
@@ -123,8 +123,9 @@ def _split(body: bytes, header_length: str | None, settings: Settings) -> tuple[
         raise ClientError(400, f"Inference-Header-Content-Length must be a whole number of bytes within the "
                           f"body ({len(body)} bytes), got {header_length[:40]!r}")
     length = int(header_length)
-    if length > INFER_HEADER_BYTES:
-        raise ClientError(413, f"the JSON header may be at most {INFER_HEADER_BYTES} bytes, got {length}")
+    if length > settings.max_infer_header_bytes:
+        raise ClientError(413, f"the JSON header may be at most {settings.max_infer_header_bytes} bytes "
+                          f"(MAX_INFER_HEADER_BYTES), got {length}")
     return body[:length], memoryview(body)[length:]
 
 

@@ -12,9 +12,6 @@ from typing import Mapping
 
 from preprocessing import VECTOR_LENGTH
 
-#: Largest JSON header of a binary Open Inference Protocol request (the tensors' names, shapes, types).
-INFER_HEADER_BYTES = 64 * 1024
-
 
 def _env(name: str, default, help: str, minimum: int = 1):
     return field(default=default, metadata={"env": name, "help": help, "minimum": minimum})
@@ -56,6 +53,9 @@ class Settings:
                           "requests), `auto` (executor when a GPU and a CUDA-enabled backend are there, else worker)")
     max_infer_rows: int = _env("MAX_INFER_ROWS", 4096,
                                "most rows (images) in one Open Inference Protocol request (/v2/models/.../infer)")
+    max_infer_header_bytes: int = _env("MAX_INFER_HEADER_BYTES", 64 * 1024,
+                                       "largest JSON header of an Open Inference Protocol request with binary "
+                                       "tensors (names, shapes, datatypes: a few hundred bytes are usual)")
     executor_batch_size: int = _env("EXECUTOR_BATCH_SIZE", 16384,
                                     "most rows in one forward pass of a model executor (it pools every worker's "
                                     "requests)")
@@ -149,8 +149,8 @@ class Settings:
     @property
     def max_infer_bytes(self) -> int:
         """Largest Open Inference Protocol request with binary tensors: the largest useful one,
-        ``max_infer_rows`` rows of FP32 (4 bytes a pixel), after a JSON header of up to 64 KiB."""
-        return INFER_HEADER_BYTES + self.max_infer_rows * VECTOR_LENGTH * 4
+        ``max_infer_rows`` rows of FP32 (4 bytes a pixel), after its JSON header."""
+        return self.max_infer_header_bytes + self.max_infer_rows * VECTOR_LENGTH * 4
 
     def bentoml_config(self) -> dict:
         """The ``@bentoml.service`` options these settings decide (access log, tracing), and BentoML's
