@@ -67,7 +67,9 @@ class DigitsAndSigns:
         DRAIN.install()
         asyncio.ensure_future(DECODER.start())
         _raise_open_files_limit()
-        calls = {"mnist": self.executor.to_async.mnist_forward, "asl": self.executor.to_async.asl_forward}
+        # the client's API methods exist once BentoML has set it up, after this: looked up per call
+        calls = {"mnist": lambda rows: self.executor.to_async.mnist_forward(rows),
+                 "asl": lambda rows: self.executor.to_async.asl_forward(rows)}
         self.classifiers = {}
         for family in FAMILIES:
             stored = StoredModel.of(family, MODELS[family.route])
