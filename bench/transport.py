@@ -44,17 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
-    servers = {}
-    for name, (command, env) in VARIANTS.items():
-        print(f"starting {name} ...", flush=True)
-        started = time.monotonic()
-        servers[name] = Server([*command, "--host", "127.0.0.1", "--port", "{port}"], env={"KERAS_BACKEND": "jax", **env},
-                               log=REPO / "reports" / "bench" / "transport" / f"{name.replace(', ', '-')}.log")
-        servers[name].wait_ready(300)
-        print(f"  ready after {time.monotonic() - started:.1f} s", flush=True)
-    requests = upload_requests("127.0.0.1")
-    results: dict[str, dict[int, list]] = {name: {c: [] for c in args.connections} for name in servers}
+    servers: dict[str, Server] = {}
+    results: dict[str, dict[int, list]] = {name: {c: [] for c in args.connections} for name in VARIANTS}
     try:
+        for name, (command, env) in VARIANTS.items():
+            print(f"starting {name} ...", flush=True)
+            started = time.monotonic()
+            servers[name] = Server([*command, "--host", "127.0.0.1", "--port", "{port}"],
+                                   env={"KERAS_BACKEND": "jax", **env},
+                                   log=REPO / "reports" / "bench" / "transport" / f"{name.replace(', ', '-')}.log")
+            servers[name].wait_ready(300)
+            print(f"  ready after {time.monotonic() - started:.1f} s", flush=True)
+        requests = upload_requests("127.0.0.1")
         for round_ in range(args.rounds):
             order = list(servers)[round_ % len(servers):] + list(servers)[: round_ % len(servers)]
             for connections in args.connections:

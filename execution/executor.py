@@ -61,6 +61,7 @@ class ExecutorServer:
         self.on_pass = on_pass
         self._queues: dict[tuple[int, str], deque[_Request]] = {}
         self._running = 0
+        self._scheduled = False
         self._threads = ThreadPoolExecutor(passes, thread_name_prefix="forward")
         self._server: asyncio.AbstractServer | None = None
         self.connections: set[_Connection] = set()
@@ -100,9 +101,12 @@ class ExecutorServer:
             return
         self._queues.setdefault((model, rows.dtype.str), deque()).append(
             _Request(connection, frame_id, rows, requests, time.monotonic()))
-        self._schedule()
+        if not self._scheduled:  # on the loop's next turn: every frame read in this one joins the pass
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._schedule)
 
     def _schedule(self) -> None:
+        self._scheduled = False
         loop = asyncio.get_running_loop()
         while self._running < self.passes:
             batch = self._next_batch()
