@@ -35,7 +35,7 @@ BATCHING = dict(batchable=True, batch_dim=0, max_batch_size=SETTINGS.executor_ba
 # calls in flight on the old pool then fail with "Server disconnected" (bentoml/BentoML#5540):
 # given a pool that lives as long as the run, so that only the transport's cost is measured.
 @bentoml.service(name="bentoml_model_executor", workers=1,
-                 runner_connection={"max_requests": 10**9, "max_age": 10**6},
+                 runner_connection={"max_requests": 10**9, "max_age": 1e6},
                  **({"resources": {"gpu": 1}} if placement.visible_gpus() else {}), **SETTINGS.bentoml_config())
 class BentoExecutor:
     """Both models on the device, each behind a batchable BentoML API."""

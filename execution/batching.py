@@ -79,7 +79,7 @@ class Batcher:
                     continue
                 parts = [rows for rows, _ in batch]
                 try:
-                    outputs = self.forward(np.concatenate(parts))
+                    outputs = self.forward(parts[0] if len(parts) == 1 else np.concatenate(parts))
                 except Exception as exc:  # every waiting request gets the error, none hangs
                     for _, future in batch:
                         if not future.done():
