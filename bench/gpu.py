@@ -13,7 +13,7 @@ On a machine with an NVIDIA GPU (no network needed: see README, "Benchmarks"):
 
 Without a GPU it runs the CPU half. It writes ``reports/bench/gpu.md`` (+ ``.json``, ``.png``)
 after every step, so a step that fails leaves the others in the report, with its error. Defaults
-fit in about five minutes on a 16-core GPU machine (``--seconds`` per step).
+fit in about four minutes on a 16-core GPU machine (``--seconds`` per step).
 """
 
 from __future__ import annotations
@@ -313,7 +313,8 @@ def _line(row: dict) -> str:
 def markdown(report: dict) -> str:
     lines = ["# The service on a GPU and on the same machine's CPUs", "",
              f"`make bench-gpu` (`python -m bench.gpu`), {report['started']}, on {report['machine']}. "
-             f"GPU: {', '.join(report['gpus']) or 'none (the CPU half only)'}. {report['seconds']:g} s per step "
+             f"GPU: {', '.join(report['gpus']) or 'none (the CPU half only)'}; {report.get('minutes', 0):.1f} minutes "
+             f"so far. {report['seconds']:g} s per step "
              f"after {report['warmup']:g} s of warm-up; closed loop (`bench/loadgen.py`), uploads: "
              f"{report.get('uploads', '?')}.", ""]
     if report.get("note"):
@@ -429,7 +430,7 @@ def plot(report: dict, path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per step")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per step")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--raw-seconds", type=float, default=1.0, help="seconds per batch size, the model alone")
     parser.add_argument("--ready-timeout", type=float, default=240.0)
@@ -446,12 +447,14 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     gpus = [] if args.cpu_only else gpu_names()
+    began = time.monotonic()
     report = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{platform.node()}, "
               f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}",
               "gpus": gpus, "seconds": args.seconds, "warmup": args.warmup, "raw": {}, "services": {}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
+        report["minutes"] = (time.monotonic() - began) / 60
         args.out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
         text = markdown(report)
         if plot(report, args.out.with_suffix(".png")):

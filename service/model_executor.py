@@ -34,6 +34,9 @@ GPUS = placement.visible_gpus()
 # SIGTERM: the HTTP workers drain for DRAIN_SECONDS and then finish what is in flight, which may
 # still need a pass: the executor outlasts them.
 DRAIN = Drain(SETTINGS.drain_seconds + 2)
+# Buckets compiled (and run once, on zeros) at once: a few, so that the warm-up's transient device
+# memory stays a few of the largest batches (51 MB of rows each at 16384).
+COMPILE_THREADS = min(4, os.cpu_count() or 1)
 
 
 @bentoml.service(
@@ -61,7 +64,7 @@ class ModelExecutor:
             stored = StoredModel.of(family, MODELS[family.route])
             model = load_model(stored.path)
             forwards.append(CompiledForward(model, SETTINGS.executor_buckets, xla=SETTINGS.xla, name=stored.tag,
-                                            device=device, warm=ROW_DTYPES, compile_threads=os.cpu_count() or 1))
+                                            device=device, warm=ROW_DTYPES, compile_threads=COMPILE_THREADS))
             if host is not None and SETTINGS.executor_cpu_rows:
                 small.append(CompiledForward(model, SETTINGS.executor_cpu_buckets, xla=SETTINGS.xla,
                                              name=stored.tag, device=host, warm=ROW_DTYPES))
