@@ -113,7 +113,10 @@ APP = create_app(SETTINGS)
 add_metrics_route(APP)
 
 
+# With an executor, readiness is its socket (``__is_ready__``: it listens once its models are
+# compiled); BentoML's own probe of the executor's HTTP port held /readyz up to 5 s while it started.
 @bentoml.service(name="digits_and_signs", workers=SETTINGS.workers, traffic={"timeout": 30},
+                 **({"runner_probe": {"enabled": False}} if PLACEMENT == placement.EXECUTOR else {}),
                  **SETTINGS.bentoml_config())
 @bentoml.asgi_app(APP, path="/")
 class DigitsAndSigns:
