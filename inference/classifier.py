@@ -97,7 +97,9 @@ class Classifier:
 
     def predict_prepared(self, prepared: Sequence[Prepared], top_k: int = 1, return_input: bool = False) -> list[dict]:
         """The answers for uploads already through :meth:`prepare`, in order (one forward pass)."""
-        return self._answers(prepared, self._found_probabilities(prepared, self.probabilities), top_k, return_input)
+        rows = self._found_rows(prepared)
+        probabilities = self.probabilities(rows) if rows is not None else ()
+        return self._answers(prepared, iter(probabilities), top_k, return_input)
 
     # ---- in the service: decoding off the event loop, the batched forward pass
 
@@ -134,16 +136,17 @@ class Classifier:
             if budget is not None:
                 budget -= work
             prepared.append(one)
-        found = [p.vector for p in prepared if p.found]
-        probabilities = iter(await self.aprobabilities(np.stack(found))) if found else iter(())
-        return self._answers(prepared, probabilities, top_k, return_input)
+        rows = self._found_rows(prepared)
+        probabilities = await self.aprobabilities(rows) if rows is not None else ()
+        return self._answers(prepared, iter(probabilities), top_k, return_input)
 
     # ----
 
     @staticmethod
-    def _found_probabilities(prepared: list[Prepared], probabilities: Callable[[np.ndarray], np.ndarray]):
+    def _found_rows(prepared: Sequence[Prepared]) -> np.ndarray | None:
+        """The rows of the uploads with something in them (the others get no forward pass)."""
         found = [p.vector for p in prepared if p.found]
-        return iter(probabilities(np.stack(found))) if found else iter(())
+        return np.stack(found) if found else None
 
     def _answers(self, prepared: list[Prepared], probabilities, top_k: int, return_input: bool) -> list[dict]:
         return [self.answer(p, next(probabilities) if p.found else None, top_k, return_input) for p in prepared]

@@ -132,6 +132,15 @@ class RequestMetrics:
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
+def requests_per_pass():
+    """``model_batch_size{model}``: HTTP requests per forward pass, observed where the passes run
+    (a worker's queue, or the model executor); one histogram across processes (multiprocess mode)."""
+    from prometheus_client import Histogram  # in the process that observes, after BentoML set up metrics
+
+    return Histogram("model_batch_size", "Requests per forward pass", labelnames=["model"],
+                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+
+
 def add_metrics_route(app) -> None:
     """``GET /metrics`` on ``app`` (a FastAPI app): the Prometheus exposition of every worker."""
     import anyio

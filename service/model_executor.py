@@ -21,7 +21,7 @@ from execution import placement, runtime
 from execution.client import EXECUTOR_SERVICE, socket_path
 from execution.executor import ExecutorServer
 from execution.forward import ROW_DTYPES, CompiledForward, load_model
-from service.guards import Drain
+from service.guards import Drain, requests_per_pass
 from service.model_store import StoredModel
 from service.models import pinned_references
 from service.settings import Settings
@@ -53,10 +53,7 @@ class ModelExecutor:
         index = bentoml.server_context.worker_index or 1
         backend = runtime.configure(SETTINGS.tf_intra_op_threads, SETTINGS.tf_inter_op_threads)
         device = runtime.device(index)
-        from prometheus_client import Histogram  # in the worker, after BentoML set up its metrics
-
-        sizes = Histogram("model_batch_size", "Requests per forward pass", labelnames=["model"],
-                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+        sizes = requests_per_pass()
         # small passes on the host's CPU when the device is a GPU (execution/executor.py says why)
         host = runtime.host_device() if getattr(device, "platform", "cpu") != "cpu" else None
         forwards, small = [], []
@@ -69,7 +66,7 @@ class ModelExecutor:
                 small.append(CompiledForward(model, SETTINGS.executor_cpu_buckets, xla=SETTINGS.xla,
                                              name=stored.tag, device=host, warm=ROW_DTYPES))
         observers = [sizes.labels(model=family.route).observe for family in FAMILIES]
-        self.server = ExecutorServer(forwards, small=small or forwards, small_rows=SETTINGS.executor_cpu_rows,
+        self.server = ExecutorServer(forwards, small=small or None, small_rows=SETTINGS.executor_cpu_rows,
                                      max_latency_s=SETTINGS.max_latency_ms / 1000, passes=SETTINGS.executor_passes,
                                      on_pass=lambda model, requests: observers[model](requests))
         self._serving = asyncio.ensure_future(self.server.serve(socket_path(index)))

@@ -17,17 +17,21 @@ from inference import Classifier
 from service.model_store import StoredModel, reference
 from service.settings import Settings
 
-#: The exact model versions this server serves, resolved once by the first process that imports
-#: the service (BentoML's arbiter) and inherited by every worker and executor, so that all of them
-#: serve the same versions even when the store gets a new one while they run.
+#: The exact model versions this server serves, resolved by BentoML's arbiter when it imports the
+#: service and inherited by every worker and executor it starts, so that all of them serve the
+#: same versions even when the store gets a new one while they run.
 PINNED_ENV = "DIGITS_AND_SIGNS_MODELS"
 
 
 def pinned_references() -> dict[str, object]:
-    """route -> the store reference each family is served from (its exact version once pinned)."""
-    pinned = json.loads(os.environ.get(PINNED_ENV) or "{}")
+    """route -> the store reference each family is served from (its exact version once pinned).
+
+    Only the processes ``bentoml serve`` starts (they have its ``BENTOML_RUNNER_MAP``) take the
+    pin from their environment; any other process resolves the store itself, whatever an earlier
+    process that imported the service left in the environment it passed on."""
+    inherited = "BENTOML_RUNNER_MAP" in os.environ
+    pinned = json.loads(os.environ.get(PINNED_ENV) or "{}") if inherited else {}
     if not pinned:
-        pinned = {}
         for family in FAMILIES:
             stored = reference(family).stored
             if stored is not None:

@@ -196,7 +196,7 @@ def _rows(inference: dict, binary: memoryview, settings: Settings) -> tuple[np.n
         if not inside.all():
             raise ClientError(400, "FP32 pixels must be finite numbers from 0 to 1 (0 = black, 1 = white); "
                               "send 0-255 as UINT8")
-    return rows.astype(np.float32, copy=False) if dtype == np.float32 else rows, _binary_output(inference)
+    return rows, _binary_output(inference)
 
 
 def _json_rows(data: Any, dtype: np.dtype, n: int) -> np.ndarray:

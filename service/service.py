@@ -33,7 +33,7 @@ from execution.client import ExecutorClient, socket_path
 from preprocessing import VECTOR_LENGTH
 from service.api import create_app
 from service.decoding import DecodeLimits, UploadDecoder
-from service.guards import Drain, Guard, RequestMetrics, add_metrics_route
+from service.guards import Drain, Guard, RequestMetrics, add_metrics_route, requests_per_pass
 from service.models import load_classifiers, pinned_references
 from service.open_inference import is_infer_path
 from service.ready import ready_line
@@ -136,10 +136,7 @@ class DigitsAndSigns:
         DRAIN.install()  # SIGTERM: /readyz 503 for DRAIN_SECONDS, then uvicorn's graceful shutdown
         asyncio.ensure_future(DECODER.start())
         _raise_open_files_limit()
-        from prometheus_client import Histogram  # in the worker, after BentoML set up its metrics
-
-        sizes = Histogram("model_batch_size", "Requests per forward pass", labelnames=["model"],
-                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+        sizes = requests_per_pass()
         self.executor_client = None
         if PLACEMENT == placement.EXECUTOR:
             worker = bentoml.server_context.worker_index or 1

@@ -206,7 +206,7 @@ def test_numpy_floor_matches_keras_and_answers_like_the_service(served_models, m
     with TestClient(floor.app) as client:
         for route in ("mnist", "asl"):
             upload = images.uploads[route][0]
-            n = len(floor.STORED[route].class_names)
+            n = len(floor.STORED[route].metadata.class_names)
             r = client.post(f"/{route}/predict", content=multipart([part_bytes("image", upload)], n),
                             headers={"Content-Type": CONTENT_TYPE})
             assert r.status_code == 200, r.text

@@ -73,10 +73,7 @@ class Server:
         self.log_path = Path(log or Path(tempfile.gettempdir()) / f"server-{self.port}.log")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
-        # a process that imported the service pinned the store's versions of then in its environment
-        # (service/models.py): a server started from it resolves its own
-        environment = {key: value for key, value in os.environ.items()
-                       if key not in unset and key != "DIGITS_AND_SIGNS_MODELS"}
+        environment = {key: value for key, value in os.environ.items() if key not in unset}
         # DRAIN_SECONDS=0: a stopped test server exits at once (the drain's own tests set it)
         environment.update({"PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")])),
                             "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2", "DRAIN_SECONDS": "0",

@@ -32,14 +32,6 @@ class StoredModel:
     path: Path
     metadata: ModelMetadata
 
-    @property
-    def class_names(self) -> list[str]:
-        return self.metadata.class_names
-
-    @property
-    def preprocessing(self) -> str:
-        return self.metadata.preprocessing
-
     def classifier(self, forward) -> Classifier:
         """This model's Classifier around ``forward`` (rows -> softmax), unsure below the service's
         threshold (``UNSURE_BELOW``), so its answers are the service's."""
@@ -65,7 +57,7 @@ def top_k_of(value, model: StoredModel) -> int | None:
         top_k = DEFAULT_TOP_K if value is None else int(value)
     except (TypeError, ValueError):
         return None
-    return top_k if 1 <= top_k <= len(model.class_names) else None
+    return top_k if 1 <= top_k <= len(model.metadata.class_names) else None
 
 
 class NumpyMLP:
