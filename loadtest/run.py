@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 
+from loadtest.images import load_images
 from loadtest.summary import Step, batch_counters, mean_batch_sizes, read_locust_stats
 from tools.servers import REPO, Server, bentoml_serve, http_get
 
@@ -101,6 +102,10 @@ def run_step(host: str, users: int, seconds: float, out_prefix: Path, *, label: 
     CPU use of the server tree, of locust and of everything else on the machine is measured over
     the run and given in percent of one core.
     """
+    # The image set is built (and cached on disk) here, before the step, from the environment locust
+    # gets: locust then only reads it, and no step's time includes a cold build (2-3 s with the real
+    # data sets, which left a short first step without a single answer).
+    load_images()
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     sidecar = out_prefix.with_name(out_prefix.name + "_sidecar.json")
     env = {**os.environ, "LOADTEST_SIDECAR": str(sidecar), **(extra_env or {})}
