@@ -16,6 +16,8 @@ Environment (set by ``python -m loadtest``; all optional):
   (closed loop, every user sends its next request as soon as the answer is in);
 * ``LOADTEST_SIDECAR``: a JSON file written at exit with status counts, failed checks and the
   share of right answers per route (what locust's CSV cannot tell);
+* ``LOADTEST_TIMELINE``: a JSON file written at exit with, per second of the clock, the answers
+  that passed and failed and the ``model`` versions that answered (a rollout's switch over time);
 * ``LOADTEST_SCENARIO=small``: instead of the mix, only ``POST /mnist/predict`` of the plain 28x28
   PNG digits (the smallest uploads: what the HTTP stack costs per request).
 """
@@ -89,6 +91,22 @@ class Tally:
 tally = Tally()
 
 
+class Timeline:
+    """Per second (of the epoch): answers passed, failed, and by which model version."""
+
+    def __init__(self):
+        self.seconds: dict[int, dict] = {}
+
+    def add(self, ok: bool, model: str | None = None) -> None:
+        bucket = self.seconds.setdefault(int(time.time()), {"ok": 0, "failed": 0, "models": {}})
+        bucket["ok" if ok else "failed"] += 1
+        if model:
+            bucket["models"][model] = bucket["models"].get(model, 0) + 1
+
+
+timeline = Timeline()
+
+
 @events.request.add_listener
 def _count_status(response=None, exception=None, **_):
     code = getattr(response, "status_code", None) if response is not None else None
@@ -106,6 +124,9 @@ def _write_sidecar(environment, **_):
     path = os.environ.get("LOADTEST_SIDECAR")
     if path:
         Path(path).write_text(json.dumps(tally.as_dict(), indent=1))
+    path = os.environ.get("LOADTEST_TIMELINE")
+    if path:
+        Path(path).write_text(json.dumps(timeline.seconds))
 
 
 # ---- the users -------------------------------------------------------------------------------
@@ -143,15 +164,21 @@ class Uploads:
             if response.status_code != 200:
                 text = (response.text or "")[:200] if response.status_code else str(response.error)
                 response.failure(f"HTTP {response.status_code}: {text}")
+                timeline.add(False)
                 return
             try:
-                expect(response.json())
+                body = response.json()
+                expect(body)
             except BadAnswer as exc:
                 tally.bad_answers[name] = tally.bad_answers.get(name, 0) + 1
                 response.failure(f"bad answer: {exc}")
+                timeline.add(False)
             except ValueError as exc:  # not JSON
                 tally.bad_answers[name] = tally.bad_answers.get(name, 0) + 1
                 response.failure(f"bad answer: not JSON ({exc})")
+                timeline.add(False)
+            else:
+                timeline.add(True, body.get("model") if isinstance(body, dict) else None)
 
     def _predict(self, route: str) -> None:
         upload, part = random.choice(scenario().single[route])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,10 +97,13 @@ def busy_cpu_seconds() -> float:
 
 def run_step(host: str, users: int, seconds: float, out_prefix: Path, *, label: str | None = None,
              rate: float | None = None, server_pid: int | None = None, pin_cpus: set[int] | None = None,
-             extra_env: dict[str, str] | None = None, quiet: bool = True) -> Step:
+             extra_env: dict[str, str] | None = None, quiet: bool = True,
+             until: threading.Event | None = None) -> Step:
     """One headless locust run of ``users`` users for ``seconds``; CSV + HTML under ``out_prefix``.
 
     ``rate``: total requests/s the users are paced to (each user at rate/users); None: closed loop.
+    ``until``: stop earlier, once this event is set (locust ends on SIGTERM and writes its reports);
+    ``seconds`` is then the longest the run may take.
     CPU use of the server tree, of locust and of everything else on the machine is measured over
     the run and given in percent of one core.
     """
@@ -127,8 +132,12 @@ def run_step(host: str, users: int, seconds: float, out_prefix: Path, *, label: 
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
     locust = psutil.Process(proc.pid)
     locust_cpu = 0.0
+    stopped = False
     try:
         while proc.poll() is None:
+            if until is not None and until.is_set() and not stopped:
+                proc.send_signal(signal.SIGTERM)
+                stopped = True
             try:
                 t = locust.cpu_times()
                 locust_cpu = t.user + t.system  # last reading before it exits
@@ -149,7 +158,7 @@ def run_step(host: str, users: int, seconds: float, out_prefix: Path, *, label: 
         raise RuntimeError(f"locust exited with {proc.returncode}: see {log.name}")
     stats = read_locust_stats(out_prefix)
     if rate:  # locust divides by the time up to the last request: for paced users, use the whole run
-        stats["rps"] = stats["requests"] / max(1, round(seconds))
+        stats["rps"] = stats["requests"] / (wall if stopped else max(1, round(seconds)))
     side = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     ok = side.get("status", {}).get("200", 0)
     step = Step(label=label or (f"{users} user" + ("s" if users != 1 else "")), users=users, offered_rps=rate,

@@ -6,6 +6,7 @@ the model takes, and which :mod:`preprocessing` function turns an upload into th
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import bentoml
@@ -33,3 +34,14 @@ def load_model(tag: str) -> tuple[keras.Model, bentoml.Model]:
     """Load ``model.keras`` of a store entry (e.g. 'mnist_dense:latest') and return it with the entry."""
     entry = bentoml.models.get(tag)
     return keras.saving.load_model(entry.path_of(MODEL_FILE)), entry
+
+
+def copy_version(tag: str, note: str) -> bentoml.Model:
+    """Store the model of ``tag`` again as a new version of the same name (same weights and
+    metadata, plus ``copied_from`` and ``note``): a second version to roll out without training."""
+    entry = bentoml.models.get(tag)
+    metadata = {**entry.info.metadata, "copied_from": str(entry.tag), "note": note}
+    with bentoml.models.create(entry.tag.name, labels=dict(entry.info.labels), metadata=metadata,
+                               module=entry.info.module) as copy:
+        shutil.copyfile(entry.path_of(MODEL_FILE), Path(copy.path) / MODEL_FILE)
+    return copy

@@ -1,0 +1,387 @@
+"""A local cluster: replicas of the service's image behind HAProxy, with podman.
+
+    python -m tools.cluster up [--replicas 2] [--port 8080] [--image digits_and_signs:latest]
+    python -m tools.cluster roll --image digits_and_signs:v2     # replace the replicas one at a time
+    python -m tools.cluster new-version --image digits_and_signs:v2  # a second model version's image
+    python -m tools.cluster status
+    python -m tools.cluster down
+
+(``make cluster``, ``make cluster-down``.) Everything runs on a private podman network. The front
+door (deploy/loadbalancer: HAProxy from Debian's packages) is the only container with a published
+port. This module plays the part of Kubernetes' endpoints controller. It puts a replica into the
+front door's rotation once the front door's own check of the replica's ``/readyz`` has passed.
+On a rollout, it takes an old replica out of rotation and stops it (SIGTERM: the replica drains).
+Between those two moments, the front door's health checks decide alone: a replica that drains
+or dies is taken out without this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.servers import REPO
+
+LOADBALANCER = REPO / "deploy" / "loadbalancer"
+BUILD_SCRIPT = REPO / "deploy" / "container" / "build-image.sh"
+ENGINE_CONF = REPO / "deploy" / "container" / "engine-conf.sh"
+LB_IMAGE = "localhost/digits_and_signs_lb:latest"
+# The load balancer's base: Debian's own image; where no registry answers, the local stand-in of
+# the service's base image (Debian bookworm too), made by deploy/container/base-image.sh.
+LB_BASES = ("docker.io/library/debian:bookworm-slim", "docker.io/library/python:3.11-slim")
+LB_PORT = 8080  # inside the load balancer's container (deploy/loadbalancer/haproxy.cfg)
+REPLICA_PORT = 3000
+LABEL = "io.digits-and-signs"
+SLOTS = 16  # REPLICA_SLOTS of haproxy.cfg
+GRACE_SECONDS = 30  # SIGTERM to SIGKILL, as terminationGracePeriodSeconds in deploy/kubernetes/base
+
+
+class ClusterError(RuntimeError):
+    """A podman or load-balancer step failed; the message says which and why."""
+
+
+def engine_env() -> dict[str, str]:
+    """The environment for podman/buildah: deploy/container/containers.conf where this host needs it."""
+    env = dict(os.environ)
+    if "CONTAINERS_CONF" not in env:
+        conf = subprocess.run([str(ENGINE_CONF)], capture_output=True, text=True, timeout=30).stdout.strip()
+        if conf:
+            env["CONTAINERS_CONF"] = conf
+    return env
+
+
+def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(["podman", *args], env=engine_env(), capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise ClusterError(f"podman {' '.join(args[:3])} ...: {(done.stderr or done.stdout).strip()[-1500:]}")
+    return done
+
+
+def image_exists(image: str) -> bool:
+    return podman("image", "exists", image, check=False).returncode == 0
+
+
+def build_lb_image(image: str = LB_IMAGE) -> str:
+    """The load balancer's image (deploy/loadbalancer/Containerfile), built when it is missing."""
+    if image_exists(image):
+        return image
+    base = next((b for b in LB_BASES if image_exists(b)), None)
+    if base is None and podman("pull", "--quiet", LB_BASES[0], timeout=90, check=False).returncode == 0:
+        base = LB_BASES[0]
+    if base is None:  # no registry: the local stand-in (Debian bookworm from Debian's packages)
+        subprocess.run([str(REPO / "deploy" / "container" / "base-image.sh")], env=engine_env(), check=True)
+        base = LB_BASES[1]
+    print(f"cluster: building {image} (HAProxy from Debian's packages, on {base})", flush=True)
+    podman("build", "--quiet", "--build-arg", f"BASE_IMAGE={base}", "-t", image,
+           "-f", str(LOADBALANCER / "Containerfile"), str(LOADBALANCER), timeout=900)
+    return image
+
+
+def build_next_version_image(image: str, note: str, store: str | None = None) -> dict[str, str]:
+    """A second version of every served model, and the image that serves it (tagged ``image``).
+
+    The models of ``store`` ($BENTOML_HOME by default) are copied under new versions (same
+    weights, ``copied_from`` in their metadata) into a private store, so the user's own store and
+    its ``latest`` stay as they were; the image is built from that store by ``make image``'s
+    script. Returns the new model tags by store name."""
+    store = store or os.environ.get("BENTOML_HOME") or str(Path.home() / "bentoml")
+    home = tempfile.mkdtemp(prefix="cluster_next_version_")
+    try:
+        models = Path(store) / "models"
+        for entry in sorted(models.iterdir()):
+            latest = entry / "latest"
+            if not latest.is_file():
+                continue
+            version = latest.read_text().strip()
+            shutil.copytree(entry / version, Path(home) / "models" / entry.name / version)
+            shutil.copy(latest, Path(home) / "models" / entry.name / "latest")
+        script = ("import json, sys\nfrom catalog import FAMILIES\nfrom training.store import copy_version\n"
+                  "print(json.dumps({f.store_name: str(copy_version(f.store_name + ':latest', sys.argv[1]).tag)"
+                  " for f in FAMILIES}))")
+        env = {**os.environ, "BENTOML_HOME": home, "BENTOML_DO_NOT_TRACK": "true"}
+        done = subprocess.run([sys.executable, "-c", script, note], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=300)
+        if done.returncode != 0:
+            raise ClusterError(f"copying the models failed:\n{done.stderr[-3000:]}")
+        tags = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+        build = subprocess.run([str(BUILD_SCRIPT)], cwd=REPO, capture_output=True, text=True, timeout=1800,
+                               env={**engine_env(), "BENTOML_HOME": home, "IMAGE": image, "CONTAINER_ENGINE": "buildah",
+                                    "BENTOML": str(Path(sys.executable).with_name("bentoml"))})
+        if build.returncode != 0:
+            raise ClusterError(f"building {image} failed:\n{(build.stdout + build.stderr)[-4000:]}")
+        print(build.stdout.strip().splitlines()[-1], flush=True)
+        return tags
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@dataclass
+class Replica:
+    """One replica container: its slot in the load balancer, name, image and state."""
+
+    slot: int
+    name: str
+    image: str
+    running: bool
+    address: str
+    pid: int
+
+
+@dataclass
+class Cluster:
+    """The containers of one local cluster, named after ``name``: network, load balancer, replicas."""
+
+    name: str = "digits-and-signs"
+    image: str = "localhost/digits_and_signs:latest"
+    port: int = 8080
+    bind: str = "0.0.0.0"
+    lb_image: str = LB_IMAGE
+    lb_env: dict[str, str] = field(default_factory=dict)  # haproxy.cfg's settings (MAX_CONNECTIONS, ...)
+    replica_env: dict[str, str] = field(default_factory=dict)
+
+    # ---- names ---------------------------------------------------------------------------------
+    @property
+    def network(self) -> str:
+        return self.name
+
+    @property
+    def lb(self) -> str:
+        return f"{self.name}-lb"
+
+    @property
+    def url(self) -> str:
+        host = "localhost" if self.bind in ("0.0.0.0", "::", "127.0.0.1") else self.bind
+        return f"http://{host}:{self.port}"
+
+    @property
+    def run_dir(self) -> Path:
+        """The host folder that holds the load balancer's admin socket."""
+        return Path(tempfile.gettempdir()) / f"{self.name}-lb-run"
+
+    # ---- the load balancer ---------------------------------------------------------------------
+    def admin(self, command: str, timeout: float = 5.0) -> str:
+        """One command of HAProxy's runtime API (its admin socket); returns the answer."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(self.run_dir / "admin.sock"))
+            sock.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def slot_stats(self) -> dict[int, dict[str, str]]:
+        """The load balancer's view of every replica slot (``show stat``: status, check_status,
+        scur = connections in flight, ...), by slot number."""
+        text = self.admin("show stat").lstrip("# ")
+        rows = csv.DictReader(io.StringIO(text))
+        return {int(r["svname"].removeprefix("replica")): r for r in rows
+                if r["pxname"] == "replicas" and r["svname"].startswith("replica")}
+
+    def in_rotation(self) -> list[int]:
+        """Slots that take requests now (UP, not draining)."""
+        return [slot for slot, r in self.slot_stats().items() if r["status"] == "UP"]
+
+    def start_lb(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o777)  # HAProxy runs as its own user in the container
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        files = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+        env = dict(self.lb_env)
+        # HAProxy wants about two open files per connection (client and replica side)
+        env.setdefault("MAX_CONNECTIONS", str(min(8000, (files - 200) // 2)))
+        args = ["run", "-d", "--name", self.lb, "--network", self.network, "--restart", "always",
+                "--label", f"{LABEL}.cluster={self.name}", "--label", f"{LABEL}.role=lb",
+                "-p", f"{self.bind}:{self.port}:{LB_PORT}",
+                "--ulimit", f"nofile={files}:{files}", "--ulimit", "nproc=4096:4096",
+                "-v", f"{LOADBALANCER / 'haproxy.cfg'}:/etc/haproxy/haproxy.cfg:ro",
+                "-v", f"{self.run_dir}:/run/haproxy"]
+        for key, value in env.items():
+            args += ["-e", f"{key}={value}"]
+        podman(*args, self.lb_image)
+        deadline = time.monotonic() + 30
+        while not (self.run_dir / "admin.sock").exists() or not self._admin_answers():
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the load balancer did not start:\n{podman('logs', self.lb, check=False).stderr[-2000:]}")
+            time.sleep(0.1)
+
+    def lb_pid(self) -> int:
+        """The host PID of the load balancer's main process (HAProxy's master)."""
+        return int(podman("inspect", self.lb, "--format", "{{.State.Pid}}").stdout.strip())
+
+    def set_retries(self, on: bool) -> None:
+        """Retries on (haproxy.cfg's RETRIES, 2) or off (0): the load balancer is started again with
+        that setting, and the ready replicas are put back into its rotation."""
+        wanted = "2" if on else "0"
+        if self.lb_env.get("RETRIES", "2") == wanted:
+            return
+        self.lb_env["RETRIES"] = wanted
+        podman("rm", "-f", "-t", "5", self.lb, timeout=60)
+        self.start_lb()
+        for replica in self.replicas():
+            if replica.running:
+                self.add_to_rotation(replica)
+
+    def _admin_answers(self) -> bool:
+        try:
+            return "replicas" in self.admin("show stat")
+        except OSError:
+            return False
+
+    # ---- replicas ------------------------------------------------------------------------------
+    def replicas(self) -> list[Replica]:
+        """The replica containers of this cluster, by slot."""
+        done = podman("ps", "-a", "--filter", f"label={LABEL}.cluster={self.name}",
+                      "--filter", f"label={LABEL}.role=replica", "--format", "{{.Names}}")
+        found = []
+        for name in done.stdout.split():
+            info = podman("inspect", name, "--format",
+                          "{{index .Config.Labels \"" + LABEL + ".slot\"}} {{.ImageName}} {{.State.Running}} "
+                          "{{.State.Pid}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                          check=False).stdout.split()
+            if len(info) < 4:
+                continue
+            found.append(Replica(int(info[0]), name, info[1], info[2] == "true", info[4] if len(info) > 4 else "",
+                                 int(info[3])))
+        return sorted(found, key=lambda r: r.slot)
+
+    def start_replica(self, image: str | None = None, ready_timeout: float = 300) -> Replica:
+        """A new replica in a free slot, put into rotation once the load balancer finds it ready."""
+        used = {r.slot for r in self.replicas()}
+        slot = next(s for s in range(1, SLOTS + 1) if s not in used)
+        name = f"{self.name}-replica-{slot}"
+        args = ["run", "-d", "--name", name, "--network", self.network, "--restart", "on-failure",
+                "--label", f"{LABEL}.cluster={self.name}", "--label", f"{LABEL}.role=replica",
+                "--label", f"{LABEL}.slot={slot}"]
+        for key, value in self.replica_env.items():
+            args += ["-e", f"{key}={value}"]
+        podman(*args, image or self.image)
+        replica = next(r for r in self.replicas() if r.slot == slot)
+        self.add_to_rotation(replica, ready_timeout)
+        return replica
+
+    def add_to_rotation(self, replica: Replica, ready_timeout: float = 300) -> None:
+        """The replica's address in its slot; requests once the load balancer finds it ready."""
+        slot, name = replica.slot, replica.name
+        # checked by the load balancer, but given no requests (drain), until its /readyz answers 200
+        self.admin(f"set server replicas/replica{slot} addr {replica.address} port {REPLICA_PORT}")
+        self.admin(f"set server replicas/replica{slot} state drain")
+        deadline = time.monotonic() + ready_timeout
+        while self.slot_stats()[slot]["check_status"] != "L7OK":
+            if time.monotonic() > deadline or not self._running(name):
+                logs = podman("logs", name, check=False)
+                raise ClusterError(f"replica {name} did not get ready:\n{(logs.stdout + logs.stderr)[-3000:]}")
+            time.sleep(0.2)
+        self.admin(f"set server replicas/replica{slot} state ready")
+        while self.slot_stats()[slot]["status"] != "UP":  # the second passing check (rise 2)
+            if time.monotonic() > deadline:
+                raise ClusterError(f"replica {name} ready, but not taken into rotation")
+            time.sleep(0.1)
+
+    def _running(self, name: str) -> bool:
+        return podman("inspect", name, "--format", "{{.State.Running}}", check=False).stdout.strip() == "true"
+
+    def stop_replica(self, replica: Replica, grace: float = GRACE_SECONDS) -> None:
+        """Out of rotation and stopped, as Kubernetes deletes a pod: the load balancer sends it no
+        new requests while SIGTERM makes it drain (it finishes what it holds), then it is removed."""
+        self.admin(f"set server replicas/replica{replica.slot} state drain")
+        podman("stop", "-t", str(int(grace)), replica.name, timeout=grace + 60)
+        self.admin(f"set server replicas/replica{replica.slot} state maint")
+        podman("rm", "-f", replica.name, check=False)
+
+    def kill_replica(self, replica: Replica) -> None:
+        """SIGKILL to the replica's main process, from outside the container, as a crash or the
+        kernel's OOM killer would: the container's restart policy brings it back."""
+        os.kill(replica.pid, 9)
+
+    def roll(self, image: str, on_step=None) -> None:
+        """Replace every replica that does not run ``image``, one at a time: start the new one, wait
+        until it is ready, take the old one out, drain and stop it (maxSurge 1, maxUnavailable 0)."""
+        for old in [r for r in self.replicas() if r.image != image]:
+            new = self.start_replica(image)
+            if on_step:
+                on_step(f"{new.name} ready ({image})")
+            self.stop_replica(old)
+            if on_step:
+                on_step(f"{old.name} drained and stopped")
+        self.image = image
+
+    # ---- the whole cluster ---------------------------------------------------------------------
+    def up(self, replicas: int = 2) -> str:
+        """Network, load balancer and ``replicas`` ready replicas of ``image``; returns the front
+        door's URL. Stops an earlier cluster of the same name first."""
+        if not image_exists(self.image):
+            raise ClusterError(f"no image {self.image}: build it first (make image)")
+        self.down()
+        build_lb_image(self.lb_image)
+        podman("network", "create", self.network)
+        self.start_lb()
+        for _ in range(replicas):
+            replica = self.start_replica()
+            print(f"cluster: {replica.name} ready ({replica.address})", flush=True)
+        return self.url
+
+    def down(self) -> None:
+        """Stop and remove every container of this cluster and its network."""
+        done = podman("ps", "-aq", "--filter", f"label={LABEL}.cluster={self.name}")
+        ids = done.stdout.split()
+        if ids:
+            podman("rm", "-f", "-t", "5", *ids, timeout=180)
+        podman("network", "rm", "-f", self.network, check=False)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def status(self) -> list[str]:
+        stats = self.slot_stats() if (self.run_dir / "admin.sock").exists() else {}
+        lines = [f"front door: {self.url}"]
+        for r in self.replicas():
+            s = stats.get(r.slot, {})
+            lines.append(f"  slot {r.slot}: {r.name} {r.image} {'running' if r.running else 'stopped'} "
+                         f"{r.address or '-'}  load balancer: {s.get('status', '?')} ({s.get('check_status', '?')})")
+        return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.cluster", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "roll", "status", "new-version"])
+    parser.add_argument("--name", default="digits-and-signs")
+    parser.add_argument("--image", default="localhost/digits_and_signs:latest")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--bind", default="0.0.0.0", help="the front door's host address")
+    parser.add_argument("--note", default="second version (copy)", help="new-version: noted in the models' metadata")
+    args = parser.parse_args(argv)
+    image = args.image if "/" in args.image.split(":")[0] else f"localhost/{args.image}"
+    cluster = Cluster(args.name, image, args.port, args.bind)
+    try:
+        if args.command == "up":
+            url = cluster.up(args.replicas)
+            print(f"cluster: {args.replicas} replicas of {image} behind HAProxy: {url}", flush=True)
+        elif args.command == "down":
+            cluster.down()
+            print(f"cluster: {args.name} stopped")
+        elif args.command == "roll":
+            cluster.roll(image, on_step=lambda s: print(f"cluster: {s}", flush=True))
+        elif args.command == "status":
+            print("\n".join(cluster.status()))
+        elif args.command == "new-version":
+            tags = build_next_version_image(image, args.note)
+            print(f"cluster: {image} serves {', '.join(tags.values())}")
+    except ClusterError as exc:
+        print(f"cluster: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
