@@ -110,7 +110,7 @@ ifneq ($(CONTAINERS_CONF),)
 export CONTAINERS_CONF
 endif
 
-.PHONY: image-setup image image-run
+.PHONY: image-setup image image-run cluster cluster-down bench-cluster
 
 image-setup:  ## the container engine: Docker, or podman + buildah + runc (+ debootstrap for the local base image)
 	@missing=""; for tool in $(ENGINE_PACKAGES); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
@@ -124,6 +124,21 @@ image-setup:  ## the container engine: Docker, or podman + buildah + runc (+ deb
 
 image: train-missing image-setup  ## the CPU image digits_and_signs:latest (BENTOFILE=bentofile.gpu.yaml: the GPU one)
 	IMAGE=$(IMAGE) BENTOML=$(VENV)/bin/bentoml deploy/container/build-image.sh
+
+# The local cluster (tools/cluster.py, deploy/loadbalancer; docs/scaling.md): podman, run as root
+REPLICAS ?= 2
+CLUSTER_PORT ?= 8080
+
+cluster: setup image-setup  ## REPLICAS (2) of IMAGE behind HAProxy; prints the front door's URL (port CLUSTER_PORT, 8080)
+	@podman image exists $(IMAGE) || podman image exists localhost/$(IMAGE) || $(MAKE) image
+	$(PY) -m tools.cluster up --replicas $(REPLICAS) --port $(CLUSTER_PORT) --image $(IMAGE)
+
+cluster-down: setup  ## stop the local cluster
+	$(PY) -m tools.cluster down
+
+bench-cluster: setup image-setup  ## rollout, replica kill, slow clients, the front door's cost; reports/bench/cluster.md
+	@podman image exists $(IMAGE) || podman image exists localhost/$(IMAGE) || $(MAKE) image
+	$(PY) -m bench.cluster --image $(IMAGE) --port $(CLUSTER_PORT) $(BENCH_CLUSTER_ARGS)
 
 image-run: image-setup  ## serve the image on PORT (3000); stop with Ctrl-C
 	@if docker info >/dev/null 2>&1; then docker run --rm -p $(PORT):3000 $(IMAGE); \

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from loadtest.run import ProcessTree, run_step
 from loadtest.summary import Step
-from tools.cluster import Cluster, build_next_version_image, podman
+from tools.cluster import Cluster, build_next_version_image, podman, qualified
 from tools.servers import REPO
 
 OUT = REPO / "reports" / "bench" / "cluster.md"
@@ -39,7 +39,8 @@ OUT = REPO / "reports" / "bench" / "cluster.md"
 class Scale:
     """How big each scenario is: CI runs SMALL, ``make bench-cluster`` FULL."""
 
-    users: int  # closed-loop locust users of the good traffic
+    users: int  # locust users of the good traffic
+    rate: float | None  # their requests/s in all (None: closed loop, as fast as answers come)
     warmup_s: float  # load before the action starts
     tail_s: float  # load after the action ends
     slow: int  # connections sending their head a byte a second
@@ -49,8 +50,8 @@ class Scale:
     cost_rounds: int
 
 
-SMALL = Scale(users=8, warmup_s=3, tail_s=3, slow=500, idle=2000, slow_s=16, cost_s=8, cost_rounds=1)
-FULL = Scale(users=32, warmup_s=10, tail_s=10, slow=500, idle=2000, slow_s=30, cost_s=20, cost_rounds=2)
+SMALL = Scale(users=4, rate=60, warmup_s=3, tail_s=3, slow=500, idle=2000, slow_s=16, cost_s=8, cost_rounds=1)
+FULL = Scale(users=32, rate=None, warmup_s=10, tail_s=10, slow=500, idle=2000, slow_s=30, cost_s=20, cost_rounds=2)
 
 
 class Load:
@@ -118,7 +119,7 @@ def rollout(cluster: Cluster, v1: str, v2: str, scale: Scale, out: Path) -> dict
     """Roll the cluster from image ``v1`` to ``v2`` and back under load; the timeline and verdict."""
     versions = {**{m: "v1" for m in _served_models(v1)}, **{m: "v2" for m in _served_models(v2)}}
     events: list[tuple[float, str]] = []
-    with Load(cluster.url, scale.users, out / "rollout") as load:
+    with Load(cluster.url, scale.users, out / "rollout", rate=scale.rate) as load:
         time.sleep(scale.warmup_s)
         for image, name in ((v2, "v2"), (v1, "v1")):
             events.append((time.time(), f"roll to {name}"))
@@ -152,17 +153,22 @@ def replica_kill(cluster: Cluster, scale: Scale, out: Path, *, retries: bool) ->
     """SIGKILL one replica under load; how fast it is out and back, and what failed."""
     cluster.set_retries(retries)
     victim = cluster.replicas()[0]
-    with Load(cluster.url, scale.users, out / f"kill-retries-{'on' if retries else 'off'}") as load:
+    with Load(cluster.url, scale.users, out / f"kill-retries-{'on' if retries else 'off'}", rate=scale.rate) as load:
         time.sleep(scale.warmup_s)
         stats = cluster.slot_stats()[victim.slot]
         in_flight = int(stats["scur"] or 0) + int(stats["qcur"] or 0)
+        sent_before = int(stats["stot"] or 0)
         killed = time.time()
         cluster.kill_replica(victim)
         out_s = back_s = None
+        sent_while_dead = 0
         while time.time() - killed < 120:
-            status = cluster.slot_stats()[victim.slot]["status"]
+            stats = cluster.slot_stats()[victim.slot]
+            status = stats["status"]
             if out_s is None and status != "UP":
                 out_s = time.time() - killed
+                # requests the load balancer sent it after the kill, before it was out
+                sent_while_dead = int(stats["stot"] or 0) - sent_before
             if out_s is not None and status == "UP":
                 back_s = time.time() - killed
                 break
@@ -173,7 +179,7 @@ def replica_kill(cluster: Cluster, scale: Scale, out: Path, *, retries: bool) ->
     rows = _timeline_rows(timeline, {})
     t0 = rows[0]["epoch"] if rows else killed
     return {"retries": retries, "requests": step.requests, "failures": step.failures, "status": step.status,
-            "in_flight_at_kill": in_flight, "out_after_s": out_s, "back_after_s": back_s,
+            "in_flight_at_kill": in_flight, "sent_after_kill": sent_while_dead, "out_after_s": out_s, "back_after_s": back_s,
             "restarts": int(restarts or 0), "rps": step.rps, "p99_ms": step.p99_ms,
             "kill_at_s": round(killed - t0, 2), "timeline": rows}
 
@@ -292,7 +298,8 @@ def markdown(results: dict, scale: Scale) -> str:
             r = results[key]
             lines += [f"## Replica killed (retries {'on' if r['retries'] else 'off'})", "",
                       f"{r['requests']} requests, **{r['failures']} failed**; {r['in_flight_at_kill']} in flight on it at "
-                      f"the kill; out of rotation after {r['out_after_s']} s; back after {r['back_after_s']} s "
+                      f"the kill and {r['sent_after_kill']} sent to it after the kill, before it was out; out of rotation after "
+                      f"{r['out_after_s']:.2f} s; back in rotation after {r['back_after_s']:.1f} s "
                       f"({r['restarts']} restart).", ""]
     if "slow" in results:
         s = results["slow"]
@@ -336,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=["rollout", "kill", "slow", "cost"])
     args = parser.parse_args(argv)
     scale = SMALL if args.small else FULL
+    args.image, args.v2 = qualified(args.image), qualified(args.v2)
     work = OUT.parent / "cluster"
     work.mkdir(parents=True, exist_ok=True)
     only = set(args.only or ["rollout", "kill", "slow", "cost"])

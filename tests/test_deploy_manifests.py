@@ -13,6 +13,7 @@ import re
 import pytest
 
 from service.settings import Settings
+from tools.cluster import lb_settings
 from tools.kustomize import render
 from tools.servers import REPO
 
@@ -27,26 +28,21 @@ ENVOY_GATEWAY = "gateway.envoyproxy.io/v1alpha1"
 FRONT_DOOR_KINDS = {"GatewayClass": GATEWAY_API, "Gateway": GATEWAY_API, "HTTPRoute": GATEWAY_API,
                     "ClientTrafficPolicy": ENVOY_GATEWAY, "BackendTrafficPolicy": ENVOY_GATEWAY}
 
-# The local front door's settings (HAProxy, docs/deploy.md "The front door (Gateway API, Envoy
-# Gateway)"), which deploy/kubernetes/frontdoor mirrors: one place for the numbers.
+# The local front door's settings, read from deploy/loadbalancer/haproxy.cfg (the one place for the
+# numbers), which deploy/kubernetes/frontdoor mirrors (docs/deploy.md "The front door"), plus the
+# names Envoy Gateway gives to what HAProxy's `retry-on` and `balance leastconn` do.
 FRONT_DOOR = {
-    "health_path": "/readyz",          # active check: GET /readyz ...
-    "health_interval_s": 0.5,          # ... every 0.5 s,
-    "health_timeout_s": 1.0,           # answered within 1 s,
-    "unhealthy_threshold": 2,          # 2 failures: out,
-    "healthy_threshold": 2,            # 2 successes: in
-    "passive_local_failures": 1,       # passive: a replica whose connection fails or resets is out
-    "request_received_s": 10.0,        # request head AND body within 10 s
-    "idle_s": 10.0,                    # an idle keep-alive connection closed after 10 s
-    "request_timeout_s": 30.0,         # the answer within 30 s
-    "connect_timeout_s": 1.0,
-    "connections": 10000,              # connections in total
-    "per_client": 3000,                # per client address (Envoy Gateway: requests a second, see policies.yaml)
-    "retries": 2,                      # on another replica, when no answer had started ...
+    **{k: v for k, v in lb_settings().items() if k != "retry_on"},
     "retry_triggers": {"connect-failure", "reset", "retriable-status-codes"},
     "retry_statuses": [503],           # ... and on the service's 503 (busy, executor down)
     "load_balancer": "LeastRequest",   # per request
 }
+
+
+def test_the_local_front_door_retries_what_the_kubernetes_one_does():
+    """HAProxy's retry-on: refused or reset connections, closed without an answer, and 503."""
+    assert set(lb_settings()["retry_on"]) == {"conn-failure", "empty-response", "junk-response", "503"}
+
 
 # The Envoy Gateway fields these manifests set, each checked against Envoy Gateway v1.9's API
 # reference (https://gateway.envoyproxy.io/v1.9/api/extension_types/): a misspelt or unknown field

@@ -14,10 +14,13 @@ import requests
 
 from tools.container import TEST_IMAGE, build_image, podman, report, require_engine, wait_ready
 from preprocessing import image_to_vector
-from tools.servers import free_port
+from tools.kustomize import render
+from tools.servers import REPO, free_port
 from test_service import GOOD, drawn_digit, served_probabilities
 
-GRACE_SECONDS = 30  # terminationGracePeriodSeconds of deploy/kubernetes/base/deployment.yaml
+# terminationGracePeriodSeconds of deploy/kubernetes/base/deployment.yaml
+GRACE_SECONDS = next(o for o in render(REPO / "deploy" / "kubernetes" / "base")
+                     if o["kind"] == "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import argparse
 import csv
 import io
 import os
+import re
 import resource
 import shutil
 import socket
@@ -47,6 +48,45 @@ SLOTS = 16  # REPLICA_SLOTS of haproxy.cfg
 GRACE_SECONDS = 30  # SIGTERM to SIGKILL, as terminationGracePeriodSeconds in deploy/kubernetes/base
 
 
+def lb_defaults(path: Path = LOADBALANCER / "haproxy.cfg") -> dict[str, str]:
+    """haproxy.cfg's settings that the environment may change, with their defaults (``presetenv``)."""
+    return dict(re.findall(r"^\s*presetenv\s+(\S+)\s+(\S+)", path.read_text(), re.M))
+
+
+def lb_settings(path: Path = LOADBALANCER / "haproxy.cfg") -> dict:
+    """The front door's settings as haproxy.cfg sets them (its ``presetenv`` defaults filled in), in
+    the units the Kubernetes front door's test compares with (deploy/kubernetes/frontdoor)."""
+    text = path.read_text()
+    env = lb_defaults(path)
+
+    def value(pattern: str) -> str:
+        found = re.search(pattern, text, re.M).group(1).strip('"')
+        return re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], found)
+
+    def seconds(v: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(ms|s|m)?", v).groups()
+        return float(number) * {"ms": 0.001, "s": 1, "m": 60, None: 0.001}[unit]
+
+    server = value(r"^\s*default-server\s+(.*)$")
+    option = lambda name: re.search(rf"\b{name}\s+(\S+)", server).group(1)  # noqa: E731
+    return {
+        "health_path": value(r"^\s*http-check send meth GET uri (\S+)"),
+        "health_interval_s": seconds(option("inter")),
+        "health_timeout_s": seconds(value(r"^\s*timeout check\s+(\S+)")),
+        "unhealthy_threshold": int(option("fall")),
+        "healthy_threshold": int(option("rise")),
+        "passive_local_failures": int(option("error-limit")),
+        "request_received_s": seconds(value(r"^\s*timeout http-request\s+(\S+)")),
+        "idle_s": seconds(value(r"^\s*timeout http-keep-alive\s+(\S+)")),
+        "request_timeout_s": seconds(value(r"^\s*timeout server\s+(\S+)")),
+        "connect_timeout_s": seconds(value(r"^\s*timeout connect\s+(\S+)")),
+        "connections": int(value(r"^\s*maxconn\s+(\S+)")),
+        "per_client": int(value(r"sc_conn_cur\(0\) gt (\S+) \}")),
+        "retries": int(value(r"^\s*retries\s+(\S+)")),
+        "retry_on": value(r"^\s*retry-on\s+(.*)$").split(),
+    }
+
+
 class ClusterError(RuntimeError):
     """A podman or load-balancer step failed; the message says which and why."""
 
@@ -66,6 +106,11 @@ def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
     if check and done.returncode != 0:
         raise ClusterError(f"podman {' '.join(args[:3])} ...: {(done.stderr or done.stdout).strip()[-1500:]}")
     return done
+
+
+def qualified(image: str) -> str:
+    """The name podman shows for a local image: ``digits_and_signs:v2`` -> ``localhost/digits_and_signs:v2``."""
+    return image if "/" in image.split(":")[0] else f"localhost/{image}"
 
 
 def image_exists(image: str) -> bool:
@@ -200,7 +245,7 @@ class Cluster:
         files = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
         env = dict(self.lb_env)
         # HAProxy wants about two open files per connection (client and replica side)
-        env.setdefault("MAX_CONNECTIONS", str(min(8000, (files - 200) // 2)))
+        env.setdefault("MAX_CONNECTIONS", str(min(int(lb_defaults()["MAX_CONNECTIONS"]), (files - 200) // 2)))
         args = ["run", "-d", "--name", self.lb, "--network", self.network, "--restart", "always",
                 "--label", f"{LABEL}.cluster={self.name}", "--label", f"{LABEL}.role=lb",
                 "-p", f"{self.bind}:{self.port}:{LB_PORT}",
@@ -220,18 +265,22 @@ class Cluster:
         """The host PID of the load balancer's main process (HAProxy's master)."""
         return int(podman("inspect", self.lb, "--format", "{{.State.Pid}}").stdout.strip())
 
-    def set_retries(self, on: bool) -> None:
-        """Retries on (haproxy.cfg's RETRIES, 2) or off (0): the load balancer is started again with
-        that setting, and the ready replicas are put back into its rotation."""
-        wanted = "2" if on else "0"
-        if self.lb_env.get("RETRIES", "2") == wanted:
+    def configure_lb(self, **settings: str) -> None:
+        """Start the load balancer again with these haproxy.cfg settings (e.g. RETRIES="0") and put
+        the running replicas back into its rotation; nothing to do when they are already set."""
+        defaults = lb_defaults()
+        if all(self.lb_env.get(k, defaults.get(k)) == v for k, v in settings.items()):
             return
-        self.lb_env["RETRIES"] = wanted
+        self.lb_env.update(settings)
         podman("rm", "-f", "-t", "5", self.lb, timeout=60)
         self.start_lb()
         for replica in self.replicas():
             if replica.running:
                 self.add_to_rotation(replica)
+
+    def set_retries(self, on: bool) -> None:
+        """Retries on (haproxy.cfg's default) or off (RETRIES=0)."""
+        self.configure_lb(RETRIES=lb_defaults()["RETRIES"] if on else "0")
 
     def _admin_answers(self) -> bool:
         try:
@@ -361,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind", default="0.0.0.0", help="the front door's host address")
     parser.add_argument("--note", default="second version (copy)", help="new-version: noted in the models' metadata")
     args = parser.parse_args(argv)
-    image = args.image if "/" in args.image.split(":")[0] else f"localhost/{args.image}"
+    image = qualified(args.image)
     cluster = Cluster(args.name, image, args.port, args.bind)
     try:
         if args.command == "up":
