@@ -149,8 +149,12 @@ def rollout(cluster: Cluster, v1: str, v2: str, scale: Scale, out: Path) -> dict
 
 # ---- 2. replica killed ---------------------------------------------------------------------------
 
-def replica_kill(cluster: Cluster, scale: Scale, out: Path, *, retries: bool) -> dict:
-    """SIGKILL one replica under load; how fast it is out and back, and what failed."""
+def replica_kill(cluster: Cluster, scale: Scale, out: Path, *, retries: bool, how: str = "process") -> dict:
+    """SIGKILL one replica under load; how fast it is out and back, and what failed.
+
+    ``how``: "process" sends it to the replica's main process from the host, as a crash would
+    (podman's restart policy restarts it); "podman" is ``podman kill -s KILL`` (a stop by hand,
+    which podman does not restart: the cluster's watcher does)."""
     cluster.set_retries(retries)
     victim = cluster.replicas()[0]
     with Load(cluster.url, scale.users, out / f"kill-retries-{'on' if retries else 'off'}", rate=scale.rate) as load:
@@ -159,7 +163,10 @@ def replica_kill(cluster: Cluster, scale: Scale, out: Path, *, retries: bool) ->
         in_flight = int(stats["scur"] or 0) + int(stats["qcur"] or 0)
         sent_before = int(stats["stot"] or 0)
         killed = time.time()
-        cluster.kill_replica(victim)
+        if how == "process":
+            cluster.kill_replica(victim)
+        else:
+            podman("kill", "--signal", "KILL", victim.name)
         out_s = back_s = None
         sent_while_dead = 0
         while time.time() - killed < 120:
@@ -178,7 +185,7 @@ def replica_kill(cluster: Cluster, scale: Scale, out: Path, *, retries: bool) ->
     restarts = podman("inspect", victim.name, "--format", "{{.RestartCount}}").stdout.strip()
     rows = _timeline_rows(timeline, {})
     t0 = rows[0]["epoch"] if rows else killed
-    return {"retries": retries, "requests": step.requests, "failures": step.failures, "status": step.status,
+    return {"retries": retries, "how": how, "requests": step.requests, "failures": step.failures, "status": step.status,
             "in_flight_at_kill": in_flight, "sent_after_kill": sent_while_dead, "out_after_s": out_s, "back_after_s": back_s,
             "restarts": int(restarts or 0), "rps": step.rps, "p99_ms": step.p99_ms,
             "kill_at_s": round(killed - t0, 2), "timeline": rows}
@@ -192,14 +199,22 @@ def slow_clients(cluster: Cluster, scale: Scale, out: Path, good_rate: float) ->
     command = [sys.executable, "-m", "loadtest.slow_clients", "--host", cluster.url, "--slow", str(scale.slow),
                "--idle", str(scale.idle), "--seconds", str(scale.slow_s), "--json", str(report)]
     users = max(4, scale.users // 2)
+    lb = ProcessTree(cluster.lb_pid())
+    rss = [lb.rss_mib()]
     with Load(cluster.url, users, out / "slow-good", rate=good_rate) as load:
         time.sleep(2)
-        attack = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=scale.slow_s + 120)
+        attacker = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while attacker.poll() is None:  # the front door's memory while it holds the connections
+            rss.append(lb.rss_mib())
+            time.sleep(0.5)
+        _, stderr = attacker.communicate(timeout=60)
+        attack = subprocess.CompletedProcess(command, attacker.returncode, "", stderr)
         step, _ = load.stop()
     if attack.returncode != 0:
         raise RuntimeError(f"slow_clients failed:\n{attack.stderr[-3000:]}")
     return {"good": {"requests": step.requests, "failures": step.failures, "rps": step.rps, "p50_ms": step.p50_ms,
                      "p99_ms": step.p99_ms, "status": step.status},
+            "lb_rss_mib": {"before": rss[0], "max": max(rss)},
             "attack": json.loads(report.read_text())}
 
 
@@ -296,7 +311,8 @@ def markdown(results: dict, scale: Scale) -> str:
     for key in ("kill_retries_on", "kill_retries_off"):
         if key in results:
             r = results[key]
-            lines += [f"## Replica killed (retries {'on' if r['retries'] else 'off'})", "",
+            killer = "SIGKILL to its main process" if r["how"] == "process" else "`podman kill -s KILL`"
+            lines += [f"## Replica killed (retries {'on' if r['retries'] else 'off'}; {killer})", "",
                       f"{r['requests']} requests, **{r['failures']} failed**; {r['in_flight_at_kill']} in flight on it at "
                       f"the kill and {r['sent_after_kill']} sent to it after the kill, before it was out; out of rotation after "
                       f"{r['out_after_s']:.2f} s; back in rotation after {r['back_after_s']:.1f} s "
@@ -306,7 +322,8 @@ def markdown(results: dict, scale: Scale) -> str:
         good, attack = s["good"], s["attack"]
         lines += ["## Slow and idle clients", "",
                   f"Good requests: {good['requests']} at {good['rps']:.0f} req/s, {good['failures']} failed, "
-                  f"p50 {good['p50_ms']:.0f} ms, **p99 {good['p99_ms']:.0f} ms**.", "",
+                  f"p50 {good['p50_ms']:.0f} ms, **p99 {good['p99_ms']:.0f} ms**. The front door's memory: "
+                  f"{s['lb_rss_mib']['before']:.0f} MiB before, {s['lb_rss_mib']['max']:.0f} MiB at most while it held them.", "",
                   "```", json.dumps({k: v for k, v in attack.items() if k != "timeline"}, indent=1), "```", ""]
     if "cost" in results:
         c = results["cost"]
@@ -357,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster.up(args.replicas)
         steps = [("rollout", lambda: rollout(cluster, args.image, args.v2, scale, work)),
                  ("kill_retries_on", lambda: replica_kill(cluster, scale, work, retries=True)),
-                 ("kill_retries_off", lambda: replica_kill(cluster, scale, work, retries=False)),
+                 ("kill_retries_off", lambda: replica_kill(cluster, scale, work, retries=False, how="podman")),
                  ("cost", lambda: front_door_cost(cluster, scale, work)),
                  ("slow", lambda: slow_clients(cluster, scale, work, good_rate=results.get("cost", {}).get("half_rps", 100)))]
         for key, run in steps:

@@ -211,8 +211,15 @@ class Guard:
                         and scope["method"] != "HEAD"):
                     state["held"] = headers  # rewritten as JSON once its body is in
                     return
-                await send({**message, "headers": self._with_drain(headers)})
+                # held until the first part of the body, then both go out back to back: a worker
+                # killed between the two would leave a head without its body, an answer already
+                # started that no load balancer may send again
+                state["start"] = {**message, "headers": self._with_drain(headers)}
+            elif message["type"] == "http.response.body" and state.get("start") is not None:
+                start, state["start"] = state["start"], None
+                await send(start)
                 state["sent"] = True
+                await send(message)
             elif message["type"] == "http.response.body" and state["held"] is not None:
                 state["held_body"].append(message.get("body", b""))
                 if not message.get("more_body"):

@@ -6,9 +6,9 @@
     python -m tools.cluster status
     python -m tools.cluster down
 
-(``make cluster``, ``make cluster-down``.) Everything runs on a private podman network. The front
-door (deploy/loadbalancer: HAProxy from Debian's packages) is the only container with a published
-port. This module plays the part of Kubernetes' endpoints controller. It puts a replica into the
+(``make cluster``, ``make cluster-down``.) The replicas run on a private podman network and publish
+no port. The front door (deploy/loadbalancer: HAProxy from Debian's packages) runs on the host's
+network and is the only thing listening on the public port. This module plays the part of Kubernetes' endpoints controller. It puts a replica into the
 front door's rotation once the front door's own check of the replica's ``/readyz`` has passed.
 On a rollout, it takes an old replica out of rotation and stops it (SIGTERM: the replica drains).
 Between those two moments, the front door's health checks decide alone: a replica that drains
@@ -41,7 +41,6 @@ LB_IMAGE = "localhost/digits_and_signs_lb:latest"
 # The load balancer's base: Debian's own image; where no registry answers, the local stand-in of
 # the service's base image (Debian bookworm too), made by deploy/container/base-image.sh.
 LB_BASES = ("docker.io/library/debian:bookworm-slim", "docker.io/library/python:3.11-slim")
-LB_PORT = 8080  # inside the load balancer's container (deploy/loadbalancer/haproxy.cfg)
 REPLICA_PORT = 3000
 LABEL = "io.digits-and-signs"
 SLOTS = 16  # REPLICA_SLOTS of haproxy.cfg
@@ -89,6 +88,12 @@ def lb_settings(path: Path = LOADBALANCER / "haproxy.cfg") -> dict:
 
 class ClusterError(RuntimeError):
     """A podman or load-balancer step failed; the message says which and why."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def engine_env() -> dict[str, str]:
@@ -246,9 +251,14 @@ class Cluster:
         env = dict(self.lb_env)
         # HAProxy wants about two open files per connection (client and replica side)
         env.setdefault("MAX_CONNECTIONS", str(min(int(lb_defaults()["MAX_CONNECTIONS"]), (files - 200) // 2)))
-        args = ["run", "-d", "--name", self.lb, "--network", self.network, "--restart", "always",
+        # The host's network, not the cluster's: clients reach HAProxy with no address translation
+        # on the way (podman's port forwarding broke a few kept-alive client connections whenever
+        # a replica's container restarted), and HAProxy sees their real addresses (the per-client
+        # cap). It reaches the replicas on the private network from the host.
+        env.setdefault("FRONT_BIND", f"{self.bind}:{self.port}")
+        env.setdefault("STATS_BIND", f"127.0.0.1:{_free_port()}")
+        args = ["run", "-d", "--name", self.lb, "--network", "host", "--restart", "always",
                 "--label", f"{LABEL}.cluster={self.name}", "--label", f"{LABEL}.role=lb",
-                "-p", f"{self.bind}:{self.port}:{LB_PORT}",
                 "--ulimit", f"nofile={files}:{files}", "--ulimit", "nproc=4096:4096",
                 "-v", f"{LOADBALANCER / 'haproxy.cfg'}:/etc/haproxy/haproxy.cfg:ro",
                 "-v", f"{self.run_dir}:/run/haproxy"]
@@ -344,10 +354,66 @@ class Cluster:
     def stop_replica(self, replica: Replica, grace: float = GRACE_SECONDS) -> None:
         """Out of rotation and stopped, as Kubernetes deletes a pod: the load balancer sends it no
         new requests while SIGTERM makes it drain (it finishes what it holds), then it is removed."""
-        self.admin(f"set server replicas/replica{replica.slot} state drain")
-        podman("stop", "-t", str(int(grace)), replica.name, timeout=grace + 60)
-        self.admin(f"set server replicas/replica{replica.slot} state maint")
-        podman("rm", "-f", replica.name, check=False)
+        marker = self.run_dir / f"stopping-{replica.name}"
+        marker.touch()  # the watcher leaves it stopped
+        try:
+            self.admin(f"set server replicas/replica{replica.slot} state drain")
+            podman("stop", "-t", str(int(grace)), replica.name, timeout=grace + 60)
+            self.admin(f"set server replicas/replica{replica.slot} state maint")
+            podman("rm", "-f", replica.name, check=False)
+        finally:
+            marker.unlink(missing_ok=True)
+
+    def reconcile(self) -> list[str]:
+        """One pass of the watcher: a replica that stopped without this module stopping it (a crash
+        its restart policy did not catch, ``podman kill``, ``podman stop``) is started again and,
+        once ready, put back into rotation; a replica whose address changed gets its slot updated.
+        Returns what it did."""
+        done = []
+        stats = self.slot_stats()
+        for replica in self.replicas():
+            if (self.run_dir / f"stopping-{replica.name}").exists():
+                continue
+            if not replica.running:
+                podman("start", replica.name, check=False)
+                replica = next((r for r in self.replicas() if r.name == replica.name), replica)
+                if not replica.running:
+                    continue
+                done.append(f"{replica.name} started again")
+            elif stats.get(replica.slot, {}).get("addr", "").split(":")[0] == replica.address:
+                continue
+            try:
+                self.add_to_rotation(replica)
+                done.append(f"{replica.name} in rotation at {replica.address}")
+            except ClusterError as exc:
+                done.append(f"{replica.name}: {exc}")
+        return done
+
+    def watch(self, interval: float = 0.5) -> None:
+        """Reconcile until stopped (``python -m tools.cluster watch``; ``up`` starts it)."""
+        while True:
+            try:
+                for line in self.reconcile():
+                    print(f"{time.strftime('%H:%M:%S')} watch: {line}", flush=True)
+            except (OSError, ClusterError) as exc:  # the load balancer restarting, say
+                print(f"{time.strftime('%H:%M:%S')} watch: {exc}", flush=True)
+            time.sleep(interval)
+
+    def start_watcher(self) -> None:
+        log = open(self.run_dir / "watch.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "tools.cluster", "watch", "--name", self.name], cwd=REPO,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=engine_env())
+        (self.run_dir / "watch.pid").write_text(str(proc.pid))
+
+    def stop_watcher(self) -> None:
+        pid_file = self.run_dir / "watch.pid"
+        if pid_file.is_file():
+            try:
+                os.kill(int(pid_file.read_text()), 15)
+            except (ProcessLookupError, ValueError):
+                pass
+            pid_file.unlink()
 
     def kill_replica(self, replica: Replica) -> None:
         """SIGKILL to the replica's main process, from outside the container, as a crash or the
@@ -379,10 +445,12 @@ class Cluster:
         for _ in range(replicas):
             replica = self.start_replica()
             print(f"cluster: {replica.name} ready ({replica.address})", flush=True)
+        self.start_watcher()
         return self.url
 
     def down(self) -> None:
         """Stop and remove every container of this cluster and its network."""
+        self.stop_watcher()
         done = podman("ps", "-aq", "--filter", f"label={LABEL}.cluster={self.name}")
         ids = done.stdout.split()
         if ids:
@@ -402,7 +470,7 @@ class Cluster:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.cluster", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "roll", "status", "new-version"])
+    parser.add_argument("command", choices=["up", "down", "roll", "status", "new-version", "watch"])
     parser.add_argument("--name", default="digits-and-signs")
     parser.add_argument("--image", default="localhost/digits_and_signs:latest")
     parser.add_argument("--replicas", type=int, default=2)
@@ -423,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
             cluster.roll(image, on_step=lambda s: print(f"cluster: {s}", flush=True))
         elif args.command == "status":
             print("\n".join(cluster.status()))
+        elif args.command == "watch":
+            cluster.watch()
         elif args.command == "new-version":
             tags = build_next_version_image(image, args.note)
             print(f"cluster: {image} serves {', '.join(tags.values())}")
