@@ -4,6 +4,7 @@
     python -m tools.cluster roll --image digits_and_signs:v2     # replace the replicas one at a time
     python -m tools.cluster new-version --image digits_and_signs:v2  # a second model version's image
     python -m tools.cluster status
+    python -m tools.cluster watch     # restarts replicas stopped by hand (``up`` starts it in the background)
     python -m tools.cluster down
 
 (``make cluster``, ``make cluster-down``.) The replicas run on a private podman network and publish
