@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import os
 import re
 import resource
@@ -165,7 +166,7 @@ def build_next_version_image(image: str, note: str, store: str | None = None) ->
                               text=True, timeout=300)
         if done.returncode != 0:
             raise ClusterError(f"copying the models failed:\n{done.stderr[-3000:]}")
-        tags = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+        tags = json.loads(done.stdout.strip().splitlines()[-1])
         build = subprocess.run([str(BUILD_SCRIPT)], cwd=REPO, capture_output=True, text=True, timeout=1800,
                                env={**engine_env(), "BENTOML_HOME": home, "IMAGE": image, "CONTAINER_ENGINE": "buildah",
                                     "BENTOML": str(Path(sys.executable).with_name("bentoml"))})
