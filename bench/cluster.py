@@ -50,7 +50,7 @@ class Scale:
     cost_rounds: int
 
 
-SMALL = Scale(users=4, rate=60, warmup_s=3, tail_s=3, slow=500, idle=2000, slow_s=16, cost_s=8, cost_rounds=1)
+SMALL = Scale(users=4, rate=60, warmup_s=3, tail_s=3, slow=500, idle=2000, slow_s=16, cost_s=6, cost_rounds=1)
 FULL = Scale(users=32, rate=None, warmup_s=10, tail_s=10, slow=500, idle=2000, slow_s=30, cost_s=20, cost_rounds=2)
 
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from bench.cluster import SMALL, replica_kill, rollout, slow_clients
+from bench.cluster import SMALL, front_door_cost, replica_kill, rollout, slow_clients
 from loadtest.slow_clients import run as attack
 from test_deploy_play import play_manifest
 from test_service import GOOD, drawn_digit
@@ -180,6 +180,21 @@ def test_two_replicas_played_from_the_kubernetes_deployment_take_traffic(cluster
             cluster.add_to_rotation(replica)
         for path in manifests:
             podman("kube", "down", str(path), check=False, timeout=120)
+
+
+def test_the_front_doors_cost_is_measured_beside_direct_requests(cluster, tmp_path):
+    """`make bench-cluster`'s cost comparison, short: the same paced load to one replica directly
+    and through the proxy. The ratio is a benchmark's number; here, that both ran clean and that
+    the proxy's CPU is the proxied traffic's (direct traffic leaves it with its health checks)."""
+    result = front_door_cost(cluster, SMALL, tmp_path)
+    (direct,), (proxied,) = result["rounds"]["direct"], result["rounds"]["through the proxy"]
+    assert direct["failures"] == 0 and proxied["failures"] == 0
+    assert proxied["rps"] == pytest.approx(direct["rps"], rel=0.2)
+    assert proxied["proxy_ms"] > 5 * direct["proxy_ms"] and proxied["proxy_ms"] > 0.01
+    deadline = time.monotonic() + 10
+    while len(cluster.in_rotation()) < 2:  # the other replica back, after its checks pass again
+        assert time.monotonic() < deadline, cluster.slot_stats()
+        time.sleep(0.2)
 
 
 def test_a_draining_replica_is_taken_out_by_its_readiness_alone(cluster):
