@@ -462,7 +462,11 @@ class Cluster:
 
     def status(self) -> list[str]:
         stats = self.slot_stats() if (self.run_dir / "admin.sock").exists() else {}
-        lines = [f"front door: {self.url}"]
+        env = podman("inspect", self.lb, "--format", "{{range .Config.Env}}{{println .}}{{end}}", check=False).stdout
+        bound = re.search(r"^FRONT_BIND=(.*):(\d+)$", env, re.M)
+        if bound:  # the port it was started with, whatever this command was given
+            self.bind, self.port = bound.group(1), int(bound.group(2))
+        lines = [f"front door: {self.url}" if bound else "front door: not running"]
         for r in self.replicas():
             s = stats.get(r.slot, {})
             lines.append(f"  slot {r.slot}: {r.name} {r.image} {'running' if r.running else 'stopped'} "
