@@ -34,11 +34,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.servers import REPO
+from tools.container import engine_env
+from tools.servers import REPO, free_port
 
 LOADBALANCER = REPO / "deploy" / "loadbalancer"
 BUILD_SCRIPT = REPO / "deploy" / "container" / "build-image.sh"
-ENGINE_CONF = REPO / "deploy" / "container" / "engine-conf.sh"
 LB_IMAGE = "localhost/digits_and_signs_lb:latest"
 # The load balancer's base: Debian's own image; where no registry answers, the local stand-in of
 # the service's base image (Debian bookworm too), made by deploy/container/base-image.sh.
@@ -90,22 +90,6 @@ def lb_settings(path: Path = LOADBALANCER / "haproxy.cfg") -> dict:
 
 class ClusterError(RuntimeError):
     """A podman or load-balancer step failed; the message says which and why."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def engine_env() -> dict[str, str]:
-    """The environment for podman/buildah: deploy/container/containers.conf where this host needs it."""
-    env = dict(os.environ)
-    if "CONTAINERS_CONF" not in env:
-        conf = subprocess.run([str(ENGINE_CONF)], capture_output=True, text=True, timeout=30).stdout.strip()
-        if conf:
-            env["CONTAINERS_CONF"] = conf
-    return env
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
@@ -258,7 +242,7 @@ class Cluster:
         # a replica's container restarted), and HAProxy sees their real addresses (the per-client
         # cap). It reaches the replicas on the private network from the host.
         env.setdefault("FRONT_BIND", f"{self.bind}:{self.port}")
-        env.setdefault("STATS_BIND", f"127.0.0.1:{_free_port()}")
+        env.setdefault("STATS_BIND", f"127.0.0.1:{free_port()}")
         args = ["run", "-d", "--name", self.lb, "--network", "host", "--restart", "always",
                 "--label", f"{LABEL}.cluster={self.name}", "--label", f"{LABEL}.role=lb",
                 "--ulimit", f"nofile={files}:{files}", "--ulimit", "nproc=4096:4096",
