@@ -58,8 +58,10 @@ def requests_per_pass(server) -> tuple[float, float]:
 
 def test_both_placements_answer_alike(server, executor_server):
     for route, upload in (("mnist", drawn_digit()), ("asl", good_digit())):
-        answers = [requests.post(f"{s.url}/{route}/predict", files={"image": ("x.png", upload)},
-                                 data={"top_k": "3"}, timeout=30).json() for s in (server, executor_server)]
+        replies = [requests.post(f"{s.url}/{route}/predict", files={"image": ("x.png", upload)},
+                                 data={"top_k": "3"}, timeout=30) for s in (server, executor_server)]
+        assert [r.status_code for r in replies] == [200, 200], [r.text for r in replies]
+        answers = [r.json() for r in replies]
         assert answers[0]["label"] == answers[1]["label"] and answers[0]["model"] == answers[1]["model"]
         assert answers[0]["confidence"] == pytest.approx(answers[1]["confidence"], abs=1e-6)
 
