@@ -20,7 +20,7 @@ QUIET_TF := TF_CPP_MIN_LOG_LEVEL=2
 HIDE_TF_NOISE := 2> >(grep --line-buffered -v -E '$(TF_NOISE)' >&2)
 endif
 
-.PHONY: setup train train-missing serve test bench-train bench-uploads bench-photos bench-ood bench-hostile bento clean loadtest soak bench bench-gpu bench-transport
+.PHONY: setup train train-missing serve test bench-train bench-uploads bench-photos bench-ood bench-hostile bento clean loadtest soak bench bench-gpu bench-transport peers-setup bench-peers
 
 setup: $(STAMP)
 
@@ -80,6 +80,17 @@ soak: setup  ## 10 minutes at 70 % of the max throughput (from the last `make lo
 
 bench: setup  ## the service vs hand-written servers, same scenario; writes reports/bench/serving.md
 	$(PY) -m loadtest bench $(LOADTEST_ARGS)
+
+# The servers users would pick instead (loadtest/peers, bench/peers.py; docs/loadtest.md): each peer
+# in a virtual environment of its own under PEERS_VENV_DIR (.venv-peers), never needed to serve.
+PEERS ?= triton,litserve,ray,bentoml-quickstart
+BENCH_PEERS_ARGS ?=
+
+peers-setup: setup  ## the peers' environments (Triton's from the system's python3.11)
+	$(PY) -m loadtest.peers setup --peers $(PEERS) --keep-going
+
+bench-peers: train-missing  ## (makes the peers' environments first) the service vs Triton, LitServe, Ray Serve, a quickstart BentoML service; reports/bench/peers.md
+	$(PY) -m bench.peers --peers $(PEERS) $(BENCH_PEERS_ARGS)
 
 bench-transport: train-missing  ## in-worker passes vs a model executor on a socket vs one through BentoML; reports/bench/transport.md
 	$(PY) -m bench.transport

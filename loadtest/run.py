@@ -32,6 +32,7 @@ class ServerSpec:
     description: str = ""
     cwd: Path | None = None  # default: the repository
     unset: tuple[str, ...] = ()  # variables of this environment not to pass on
+    ready_path: str = "/readyz"  # answers 200 once the server is ready
 
     @classmethod
     def bentoml(cls, name: str, env: dict[str, str] | None = None, description: str = "",
@@ -47,7 +48,7 @@ class ServerSpec:
 
 def start_server(spec: ServerSpec, log_dir: Path) -> Server:
     """``spec`` started on a free localhost port, its output in ``log_dir/server-<name>.log``."""
-    return Server(spec.command, env=spec.env, cwd=spec.cwd or REPO, unset=spec.unset,
+    return Server(spec.command, env=spec.env, cwd=spec.cwd or REPO, unset=spec.unset, ready_path=spec.ready_path,
                   log=log_dir / f"server-{spec.name.split()[0]}.log")
 
 

@@ -66,8 +66,9 @@ class Server:
     """
 
     def __init__(self, command: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None,
-                 cwd: Path = REPO, log: Path | None = None, unset: Sequence[str] = ()):
+                 cwd: Path = REPO, log: Path | None = None, unset: Sequence[str] = (), ready_path: str = "/readyz"):
         command = list(command or bentoml_serve())
+        self.ready_path = ready_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(log or Path(tempfile.gettempdir()) / f"server-{self.port}.log")
@@ -90,13 +91,13 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 180.0) -> "Server":
-        """Wait until ``/readyz`` answers 200; fails with the log's tail if the server exits or stalls."""
+        """Wait until the readiness path (``/readyz``) answers 200; fails with the log's tail if the server exits or stalls."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.stop()
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-4000:]}")
-            if http_get(f"{self.url}/readyz", 2)[0] == 200:
+            if http_get(f"{self.url}{self.ready_path}", 2)[0] == 200:
                 return self
             time.sleep(0.5)
         self.stop()

@@ -1,0 +1,3 @@
+from loadtest.peers import main
+
+raise SystemExit(main())
