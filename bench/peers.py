@@ -89,8 +89,8 @@ def role(process: psutil.Process) -> str:
     if not command:
         return name
     first = command[0]
-    if first.startswith("ray::"):
-        return first.split()[0]
+    if first.startswith("ray::"):  # Ray's titles: ray::<actor>[.<method running now>]
+        return first.split()[0].split(".")[0]
     base = Path(first).name
     if base.startswith("python"):
         if "-m" in command[1:]:
