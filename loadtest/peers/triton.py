@@ -72,7 +72,7 @@ class FamilyModel:
     def infer(self, image: np.ndarray, top_k: np.ndarray) -> dict[str, np.ndarray]:
         """Rows of all the requests Triton batched (``@batch`` joins them and splits the answers)."""
         answers: list[dict | None] = [None] * len(image)
-        prepared, found, ks = [], [], []
+        prepared, found = [], []
         for row, (data, k) in enumerate(zip(image[:, 0], top_k[:, 0])):
             k = top_k_of(int(k), self.entry)
             if k is None:
