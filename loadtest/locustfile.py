@@ -19,7 +19,10 @@ Environment (set by ``python -m loadtest``; all optional):
 * ``LOADTEST_TIMELINE``: a JSON file written at exit with, per second of the clock, the answers
   that passed and failed and the ``model`` versions that answered (a rollout's switch over time);
 * ``LOADTEST_SCENARIO=small``: instead of the mix, only ``POST /mnist/predict`` of the plain 28x28
-  PNG digits (the smallest uploads: what the HTTP stack costs per request).
+  PNG digits (the smallest uploads: what the HTTP stack costs per request);
+* ``LOADTEST_PROTOCOL=kserve``: the same users, tasks, images and checks, but each request is a KServe v2
+  ``POST /v2/models/<route>/infer`` of 1 (predict) or 2..10 (predict_batch) rows, for a Triton server
+  (see :mod:`loadtest.scenario`); the report rows keep the names ``/<route>/predict`` etc.
 """
 
 from __future__ import annotations
@@ -40,17 +43,27 @@ from locust import FastHttpUser, HttpUser, constant, events  # noqa: E402
 from catalog import FAMILIES  # noqa: E402
 from loadtest.images import CLASSES, ImageSet, load_images  # noqa: E402
 from loadtest.scenario import (  # noqa: E402
-    BATCH_SIZES, CONTENT_TYPE, FULL_TOP_K_SHARE, TIMEOUT_S, BadAnswer, check_prediction, multipart, part_bytes,
+    BATCH_SIZES, CONTENT_TYPE, FULL_TOP_K_SHARE, TIMEOUT_S, BadAnswer, check_prediction, kserve_answers,
+    kserve_element, kserve_path, kserve_request, multipart, part_bytes,
 )
+from service.settings import Settings  # noqa: E402
+
+KSERVE = os.environ.get("LOADTEST_PROTOCOL", "multipart") == "kserve"
 
 
 class Scenario:
-    """The image set with pre-built parts, shared by all users of this process."""
+    """The image set with pre-built parts (multipart parts, or KServe BYTES elements), shared by all
+    users of this process."""
 
     def __init__(self, images: ImageSet):
         self.images = images
-        self.single = {route: [(u, part_bytes("image", u)) for u in items] for route, items in images.uploads.items()}
-        self.batch = {route: [(u, part_bytes("images", u)) for u in items] for route, items in images.uploads.items()}
+        uploads = images.uploads.items()
+        if KSERVE:
+            self.single = {route: [(u, kserve_element(u.data)) for u in items] for route, items in uploads}
+            self.batch = self.single
+        else:
+            self.single = {route: [(u, part_bytes("image", u)) for u in items] for route, items in uploads}
+            self.batch = {route: [(u, part_bytes("images", u)) for u in items] for route, items in uploads}
         self.small = [(u, part) for u, part in self.single.get("mnist", []) if u.kind == "png"]
 
 
@@ -158,8 +171,26 @@ class Uploads:
             gevent.sleep(random.uniform(0, 1 / float(rate)))
             self.next_start = time.perf_counter()
 
-    def _post(self, path: str, name: str, body: bytes, expect) -> None:
-        with self.client.post(path, data=body, headers={"Content-Type": CONTENT_TYPE}, name=name,
+    def _send(self, route: str, name: str, parts: list[bytes], top_k: int | None, batch: bool, expect) -> None:
+        """POST ``parts`` as one request of the protocol in use; ``expect`` gets the list of answers."""
+        if KSERVE:
+            body, headers = kserve_request(parts, top_k or Settings.default_top_k)
+            self._post(kserve_path(route), name, body, headers, lambda answer: expect(kserve_answers(answer, len(parts))))
+            return
+
+        def unwrap(answer):
+            if not batch:
+                return expect([answer])
+            predictions = answer.get("predictions") if isinstance(answer, dict) else None
+            if not isinstance(predictions, list) or len(predictions) != len(parts):
+                raise BadAnswer(f"expected {len(parts)} predictions")
+            expect(predictions)
+
+        path = f"/{route}/predict_batch" if batch else f"/{route}/predict"
+        self._post(path, name, multipart(parts, top_k), {"Content-Type": CONTENT_TYPE}, unwrap)
+
+    def _post(self, path: str, name: str, body: bytes, headers: dict, expect) -> None:
+        with self.client.post(path, data=body, headers=headers, name=name,
                               catch_response=True, timeout=TIMEOUT_S) as response:
             if response.status_code != 200:
                 text = (response.text or "")[:200] if response.status_code else str(response.error)
@@ -168,7 +199,7 @@ class Uploads:
                 return
             try:
                 body = response.json()
-                expect(body)
+                model = expect(body)
             except BadAnswer as exc:
                 tally.bad_answers[name] = tally.bad_answers.get(name, 0) + 1
                 response.failure(f"bad answer: {exc}")
@@ -178,38 +209,35 @@ class Uploads:
                 response.failure(f"bad answer: not JSON ({exc})")
                 timeline.add(False)
             else:
-                timeline.add(True, body.get("model") if isinstance(body, dict) else None)
+                timeline.add(True, model)
 
     def _predict(self, route: str) -> None:
-        upload, part = random.choice(scenario().single[route])
+        chosen = [random.choice(scenario().single[route])]
         top_k = len(CLASSES[route]) if random.random() < FULL_TOP_K_SHARE else None
-
-        def expect(body):
-            tally.answer(route, upload.label, check_prediction(body, route, top_k or 3))
-
-        self._post(f"/{route}/predict", f"/{route}/predict", multipart([part], top_k), expect)
+        self._send(route, f"/{route}/predict", [part for _, part in chosen], top_k, False,
+                   _checker(route, chosen, top_k or Settings.default_top_k))
 
     def _predict_batch(self, route: str) -> None:
         chosen = random.sample(scenario().batch[route], random.randint(*BATCH_SIZES))
         top_k = len(CLASSES[route])
-
-        def expect(body):
-            predictions = body.get("predictions") if isinstance(body, dict) else None
-            if not isinstance(predictions, list) or len(predictions) != len(chosen):
-                raise BadAnswer(f"expected {len(chosen)} predictions")
-            for (upload, _), prediction in zip(chosen, predictions):
-                tally.answer(route, upload.label, check_prediction(prediction, route, top_k))
-
-        body = multipart([part for _, part in chosen], top_k)
-        self._post(f"/{route}/predict_batch", f"/{route}/predict_batch", body, expect)
+        self._send(route, f"/{route}/predict_batch", [part for _, part in chosen], top_k, True,
+                   _checker(route, chosen, top_k))
 
     def small_png(self):
-        upload, part = random.choice(scenario().small)
+        chosen = [random.choice(scenario().small)]
+        self._send("mnist", "/mnist/predict (28x28 PNG)", [part for _, part in chosen], None, False,
+                   _checker("mnist", chosen, Settings.default_top_k))
 
-        def expect(body):
-            tally.answer("mnist", upload.label, check_prediction(body, "mnist", 3))
 
-        self._post("/mnist/predict", "/mnist/predict (28x28 PNG)", multipart([part], None), expect)
+def _checker(route: str, chosen: list, top_k: int):
+    """Checks the answers to ``chosen`` (upload, part) pairs, tallies them and returns the model
+    that gave the first (for the timeline)."""
+    def expect(answers: list):
+        for (upload, _), answer in zip(chosen, answers):
+            tally.answer(route, upload.label, check_prediction(answer, route, top_k))
+        return answers[0].get("model") if isinstance(answers[0], dict) else None
+
+    return expect
 
 
 

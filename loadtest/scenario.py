@@ -2,11 +2,18 @@
 
 :mod:`loadtest.locustfile` uses these; the tests import them from here, because importing locust
 monkey-patches the whole process with gevent.
+
+Two protocols (``LOADTEST_PROTOCOL``): ``multipart``, the service's upload routes, and ``kserve``, the
+KServe v2 ``infer`` route of a Triton server (``loadtest.peers.triton``): each request carries n rows of
+``image`` (BYTES [n, 1], the encoded uploads, in the binary tensor extension) and ``top_k`` (INT32
+[n, 1], JSON data), and asks for ``answer`` (BYTES [n, 1], each the answer dict as JSON) in JSON.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 
 from loadtest.images import CLASSES, Upload
 
@@ -35,6 +42,55 @@ def multipart(parts: list[bytes], top_k: int | None) -> bytes:
     """A multipart/form-data body from pre-built file parts, plus ``top_k`` when given."""
     extra = [field_bytes("top_k", str(top_k))] if top_k is not None else []
     return b"".join([*parts, *extra, END])
+
+
+# ---- the KServe v2 protocol (binary tensor extension) ----------------------------------------
+
+KSERVE_CONTENT_TYPE = "application/octet-stream"
+KSERVE_HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+def kserve_path(route: str) -> str:
+    return f"/v2/models/{route}/infer"
+
+
+def kserve_element(data: bytes) -> bytes:
+    """One BYTES element of a binary tensor: its length (4 bytes, little-endian), then the bytes."""
+    return struct.pack("<I", len(data)) + data
+
+
+def kserve_request(elements: list[bytes], top_k: int) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of one ``infer`` request of ``len(elements)`` rows (pre-built with
+    :func:`kserve_element`), all asking for ``top_k``: the JSON header, then ``image`` in binary."""
+    rows = len(elements)
+    image = b"".join(elements)
+    header = json.dumps({
+        "inputs": [
+            {"name": "image", "shape": [rows, 1], "datatype": "BYTES", "parameters": {"binary_data_size": len(image)}},
+            {"name": "top_k", "shape": [rows, 1], "datatype": "INT32", "data": [top_k] * rows},
+        ],
+        "outputs": [{"name": "answer", "parameters": {"binary_data": False}}],
+    }, separators=(",", ":")).encode()
+    headers = {"Content-Type": KSERVE_CONTENT_TYPE, KSERVE_HEADER_LENGTH: str(len(header))}
+    return header + image, headers
+
+
+def kserve_answers(body, rows: int) -> list:
+    """The ``rows`` answers of an ``infer`` response's JSON body (each ``answer`` string parsed as
+    JSON); raise BadAnswer when the response does not have that shape."""
+    outputs = body.get("outputs") if isinstance(body, dict) else None
+    answer = next((o for o in outputs if isinstance(o, dict) and o.get("name") == "answer"), None) if isinstance(
+        outputs, list) else None
+    if answer is None:
+        raise BadAnswer("no output named answer")
+    data = answer.get("data")
+    if answer.get("datatype") != "BYTES" or answer.get("shape") != [rows, 1] or not isinstance(data, list) \
+            or len(data) != rows:
+        raise BadAnswer(f"answer is not BYTES [{rows}, 1] in JSON")
+    try:
+        return [json.loads(item) for item in data]
+    except (TypeError, ValueError) as exc:
+        raise BadAnswer(f"an answer is not JSON ({exc})") from None
 
 
 # ---- answer checks ---------------------------------------------------------------------------
