@@ -85,7 +85,7 @@ class Peer:
 
     def command(self, setting: BatchSetting) -> list[str]:
         if self.key == "bentoml-quickstart":
-            return bentoml_serve(f"{self.module}:Quickstart")
+            return bentoml_serve(f"{self.module}:DenseClassifiers")
         return [self.interpreter, "-m", self.module, "--port", "{port}",
                 "--max-batch-size", str(setting.max_batch_size), "--max-wait-ms", f"{setting.max_wait_ms:g}"]
 
@@ -119,14 +119,15 @@ class Peer:
 
 PEERS: dict[str, Peer] = {peer.key: peer for peer in (
     Peer("triton", "NVIDIA Triton (pytriton)", "loadtest.peers.triton",
-         (BatchSetting(128, 1), BatchSetting(128, 10)),
+         (BatchSetting(64, 0), BatchSetting(64, 2)),
          docs=("https://triton-inference-server.github.io/pytriton/latest/binding_models/",
-               "https://github.com/triton-inference-server/server/blob/main/docs/user_guide/model_configuration.md"),
+               "https://github.com/triton-inference-server/server/blob/main/docs/user_guide/batcher.md"),
          python=os.environ.get("TRITON_PYTHON", "/usr/bin/python3.11"), protocol="kserve",
          ready_path="/v2/health/ready"),
     Peer("litserve", "LitServe", "loadtest.peers.litserve_app",
-         (BatchSetting(64, 5), BatchSetting(128, 20)),
-         docs=("https://lightning.ai/docs/litserve/features/batching",),
+         (BatchSetting(4, 50), BatchSetting(8, 5)),
+         docs=("https://lightning.ai/docs/litserve/features/batching",
+               "https://lightning.ai/docs/litserve/features/multiple-apis-single-port"),
          python=sys.executable),
     Peer("ray", "Ray Serve", "loadtest.peers.ray_serve",
          (BatchSetting(10, 10), BatchSetting(64, 20)),
@@ -135,7 +136,7 @@ PEERS: dict[str, Peer] = {peer.key: peer for peer in (
                "https://docs.ray.io/en/latest/serve/model_composition.html"),
          python=sys.executable),
     Peer("bentoml-quickstart", "BentoML, quickstart", "loadtest.peers.bentoml_quickstart",
-         (BatchSetting(100, 10000), BatchSetting(128, 1000)),
+         (BatchSetting(32, 1000), BatchSetting(100, 60000)),
          docs=("https://docs.bentoml.com/en/latest/get-started/adaptive-batching.html",)),
 )}
 
