@@ -140,9 +140,17 @@ def rss_mib(pid: int) -> float:
     return total / 2**20
 
 
-def stop_all(server: Server) -> int:
-    """Stop ``server``; kill what its tree left behind (daemons in sessions of their own); how many."""
+def stop_all(server: Server, grace: float = 15.0) -> int:
+    """Stop ``server`` as an orchestrator would: SIGTERM to its main process only (a signal to the whole
+    group would stop Ray's daemons before the launcher's own shutdown could), then the group after
+    ``grace`` s; kill what its tree left behind; how many processes that was."""
     pids = [p.pid for p in tree(server.process.pid)]
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
     server.stop()
     left = []
     for pid in pids:
