@@ -19,7 +19,8 @@ included (registered with ``Service.add_asgi_middleware``), the request metrics 
   ``/ui/{path}``, ``unmatched``), never by raw path, so ``/metrics`` stays the same size whatever
   paths clients invent;
 * while the worker drains (:class:`Drain`), answers with ``Connection: close`` so keep-alive clients
-  reconnect to a worker that is not going away.
+  reconnect to a worker that is not going away; and now and then when this worker is busy and
+  another idle (``balance``, :class:`service.balance.WorkerBalance`), so connections spread out.
 
 What an ASGI middleware cannot see: the header phase (uvicorn parses headers before any app runs;
 BentoML 1.4.40 exposes none of uvicorn's connection limits) -- see docs/hostile.md.
@@ -181,7 +182,7 @@ class Guard:
                  metrics: RequestMetrics | None = None, drain: Drain | None = None,
                  min_body_bytes_per_s: int = Settings.min_body_bytes_per_s,
                  max_header_bytes: int = Settings.max_header_bytes,
-                 max_target_bytes: int = Settings.max_target_bytes):
+                 max_target_bytes: int = Settings.max_target_bytes, balance=None):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_limits = list(body_limits)  # (path predicate, its own limit) for routes with larger bodies
@@ -193,6 +194,7 @@ class Guard:
         self.json_checks = dict(json_checks or {})
         self.metrics = metrics
         self.drain = drain
+        self.balance = balance
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -329,7 +331,9 @@ class Guard:
     # ---- the answer
 
     def _with_drain(self, headers: list) -> list:
-        if self.drain is not None and self.drain.draining:
+        """``Connection: close`` while draining, or when the balance hands this connection over."""
+        if (self.drain is not None and self.drain.draining) or (
+                self.balance is not None and self.balance.close_this_connection()):
             return [(k, v) for k, v in headers if k.lower() != b"connection"] + [(b"connection", b"close")]
         return headers
 

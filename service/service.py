@@ -33,6 +33,7 @@ from execution.client import ExecutorClient, socket_path
 from preprocessing import VECTOR_LENGTH
 from service.api import create_app
 from service.decoding import DecodeLimits, UploadDecoder
+from service.balance import WorkerBalance
 from service.guards import Drain, Guard, RequestMetrics, add_metrics_route, requests_per_pass
 from service.models import load_classifiers, pinned_references
 from service.open_inference import is_infer_path
@@ -50,6 +51,7 @@ MODELS = pinned_references()
 # One of each per worker process (each imports this module).
 DECODER = UploadDecoder(DecodeLimits.from_settings(SETTINGS))
 DRAIN = Drain(SETTINGS.drain_seconds)
+BALANCE = WorkerBalance() if SETTINGS.rebalance else None
 METRICS = RequestMetrics()
 
 if PLACEMENT == placement.EXECUTOR:
@@ -134,6 +136,8 @@ class DigitsAndSigns:
 
     def __init__(self) -> None:
         DRAIN.install()  # SIGTERM: /readyz 503 for DRAIN_SECONDS, then uvicorn's graceful shutdown
+        if BALANCE is not None:
+            BALANCE.start(bentoml.server_context.worker_index or 1)
         asyncio.ensure_future(DECODER.start())
         _raise_open_files_limit()
         sizes = requests_per_pass()
@@ -164,6 +168,9 @@ class DigitsAndSigns:
     @bentoml.on_shutdown
     async def _stop(self) -> None:
         await DECODER.aclose()
+        if BALANCE is not None:
+            logger.info("digits_and_signs: %d keep-alive connections handed to idler workers", BALANCE.closed)
+            BALANCE.stop(remove=bentoml.server_context.worker_index in (None, 1))
         if self.executor_client is not None:
             await self.executor_client.aclose()
 
@@ -182,5 +189,5 @@ GUARD = dict(max_body_bytes=SETTINGS.max_body_bytes, body_timeout_s=SETTINGS.bod
              json_checks={f"/{family.route}_probabilities": pixels_problem for family in FAMILIES},
              max_json_bytes=SETTINGS.max_json_bytes, body_limits=[(is_infer_path, SETTINGS.max_infer_bytes)],
              min_body_bytes_per_s=SETTINGS.min_body_bytes_per_s, max_header_bytes=SETTINGS.max_header_bytes,
-             max_target_bytes=SETTINGS.max_target_bytes, metrics=METRICS, drain=DRAIN)
+             max_target_bytes=SETTINGS.max_target_bytes, metrics=METRICS, drain=DRAIN, balance=BALANCE)
 DigitsAndSigns.add_asgi_middleware(Guard, **GUARD)

@@ -44,6 +44,9 @@ class Settings:
     max_latency_ms: int = _env("MAX_LATENCY_MS", 1000,
                                "a request that waited longer for its forward pass is shed with 503")
     batching: bool = _env("BATCHING", True, "`off`: every request gets its own forward pass (for comparison)")
+    rebalance: bool = _env("REBALANCE", True,
+                           "a busy worker hands keep-alive connections to an idle one (now and then "
+                           "`Connection: close`; service/balance.py); `off`: connections stay where they landed")
     xla: bool = _env("XLA", True,
                      "the forward pass compiled once per batch size (XLA on TensorFlow, jax.jit on JAX); "
                      "`off`: Keras' predict_on_batch")
