@@ -94,7 +94,12 @@ def role(process: psutil.Process) -> str:
     base = Path(first).name
     if base.startswith("python"):
         if "-m" in command[1:]:
-            return f"python -m {command[command.index('-m') + 1]}"
+            module = command[command.index("-m") + 1]
+            if module.startswith("_bentoml_impl.worker") and "--service-name" in command:
+                return f"bentoml worker of {command[command.index('--service-name') + 1]}"
+            return f"python -m {module}"
+        if "-c" in command[1:] and "multiprocessing" in command[command.index("-c") + 1]:
+            return "python multiprocessing child"
         scripts = [Path(part).name for part in command[1:] if part.endswith(".py")]
         return f"python {scripts[0]}" if scripts else base
     return base

@@ -4,11 +4,12 @@ Every worker of ``bentoml serve`` accepts from one shared listening socket, and 
 with the worker that accepted it. When clients open their connections in a burst (a pool, a load
 balancer, a load test), the worker that wakes first accepts them all: measured with 32 keep-alive
 clients posting small PNGs, one run had one worker at 93 % of a core and the other idle (767 req/s),
-the next both busy (1183 req/s); with ``REBALANCE=off`` 2 of 13 such runs had one worker idle, with
-it on none of 12. Nothing in uvicorn or BentoML moves a connection afterwards.
+the next both busy (1183 req/s); without a handover 7 of 38 such runs had one worker idle, with it
+none of 32 (docs/peers.md). Nothing in uvicorn or BentoML moves a connection afterwards.
 
-So each worker publishes, four times a second, the share of a core it used in a small shared file
-(one slot per worker, named after the server's arbiter process). A worker that is busy (at least
+So each worker publishes, at most four times a second and only when it answers, the share of a
+core it used in a small shared file (one slot per worker, named after the server's arbiter
+process); a worker that answered nothing for ``stale_s`` counts as idle. A worker that is busy (at least
 ``busy`` of a core) while another is idler by more than ``gap`` answers one response now and then
 (at most one every ``close_every_s``) with ``Connection: close``: its client reconnects at once,
 and the idler worker, waiting in ``accept``, is the likelier to take the new connection. When the
@@ -17,7 +18,6 @@ workers are equally busy, or none is busy, no connection is closed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import mmap
 import os
@@ -49,17 +49,13 @@ class WorkerBalance:
         self._map: mmap.mmap | None = None
         self._last_close = 0.0
         self._last = (time.monotonic(), time.process_time())
-        self._handle: asyncio.TimerHandle | None = None
 
     def start(self, index: int) -> None:
-        """Take slot ``index`` (1-based worker index) and publish every ``interval_s`` on the running loop."""
+        """Take slot ``index`` (1-based worker index); no writable shared folder: stay out of it."""
         try:
-            attached = self.attach(index)
-        except OSError as exc:  # no writable shared folder: connections stay where they landed
+            self.attach(index)
+        except OSError as exc:  # connections then stay where they landed
             logging.getLogger("bentoml.digits_and_signs").warning("digits_and_signs: no worker balance: %s", exc)
-            return
-        if attached:
-            self._handle = asyncio.get_running_loop().call_later(self.interval_s, self._tick)
 
     def attach(self, index: int) -> bool:
         """Map the shared file and take slot ``index``; False when there is no slot for it."""
@@ -74,12 +70,10 @@ class WorkerBalance:
         finally:
             os.close(fd)
         self.index = index
+        _SLOT.pack_into(self._map, (index - 1) * _SLOT.size, 0.0, time.time())  # here, idle so far
         return True
 
     def stop(self, remove: bool = False) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
         if self._map is not None:
             self._map.close()
             self._map = None
@@ -88,13 +82,6 @@ class WorkerBalance:
                 os.unlink(self.path)
             except OSError:
                 pass
-
-    def _tick(self) -> None:
-        now, cpu = time.monotonic(), time.process_time()
-        share = (cpu - self._last[1]) / max(now - self._last[0], 1e-6)
-        self._last = (now, cpu)
-        self.observe(share, time.time())
-        self._handle = asyncio.get_running_loop().call_later(self.interval_s, self._tick)
 
     def observe(self, share: float, wall: float) -> None:
         """Publish this worker's share of a core and decide, from the others' fresh shares, whether
@@ -107,15 +94,21 @@ class WorkerBalance:
             if slot == self.index - 1:
                 continue
             theirs, when = _SLOT.unpack_from(self._map, slot * _SLOT.size)
-            if when and wall - when <= self.stale_s:
-                others.append(theirs)
+            if when:  # a worker that answered nothing for stale_s published nothing: it is idle
+                others.append(theirs if wall - when <= self.stale_s else 0.0)
         self.shedding = bool(others) and share >= self.busy and min(others) <= share - self.gap
 
     def close_this_connection(self) -> bool:
-        """Whether the response being sent should carry ``Connection: close`` (rate-limited)."""
+        """Whether the response being sent should carry ``Connection: close`` (rate-limited). Every
+        ``interval_s`` it first publishes this worker's share of a core since the last time."""
+        now = time.monotonic()
+        if now - self._last[0] >= self.interval_s:
+            cpu = time.process_time()
+            share = (cpu - self._last[1]) / (now - self._last[0])
+            self._last = (now, cpu)
+            self.observe(share, time.time())
         if not self.shedding:
             return False
-        now = time.monotonic()
         if now - self._last_close < self.close_every_s:
             return False
         self._last_close = now
