@@ -145,11 +145,11 @@ def rss_mib(pid: int) -> float:
     return total / 2**20
 
 
-def stop_all(server: Server, grace: float = 15.0) -> int:
+def stop_all(server: Server, grace: float = 15.0, linger: float = 5.0) -> list[str]:
     """Stop ``server`` as an orchestrator would: SIGTERM to its main process only (a signal to the whole
     group would stop Ray's daemons before the launcher's own shutdown could), then the group after
-    ``grace`` s; kill what its tree left behind; how many processes that was."""
-    pids = [p.pid for p in tree(server.process.pid)]
+    ``grace`` s. What of its tree is still alive ``linger`` s after that is killed; returns their roles."""
+    processes = tree(server.process.pid)[1:]
     if server.process.poll() is None:
         server.process.send_signal(signal.SIGTERM)
         try:
@@ -157,20 +157,16 @@ def stop_all(server: Server, grace: float = 15.0) -> int:
         except subprocess.TimeoutExpired:
             pass
     server.stop()
+    _, alive = psutil.wait_procs(processes, timeout=linger)
     left = []
-    for pid in pids:
+    for process in alive:
         try:
-            process = psutil.Process(pid)
             if process.status() != psutil.STATUS_ZOMBIE:
-                left.append(process)
+                left.append(f"{role(process)} (pid {process.pid})")
+                process.send_signal(signal.SIGKILL)
         except psutil.Error:
             pass
-    for process in left:
-        try:
-            process.send_signal(signal.SIGKILL)
-        except psutil.Error:
-            pass
-    return len(left)
+    return left
 
 
 # ---- the benchmark ------------------------------------------------------------------------------
@@ -243,7 +239,10 @@ class Turns:
             extra["errors"].append(f"round {round_no}: {type(exc).__name__}: {exc}")
             print(f"  {variant.key}: {type(exc).__name__}: {exc}", flush=True)
         finally:
-            extra["left_behind"] += stop_all(server)
+            left = stop_all(server)
+            extra["left_behind"] += len(left)
+            if left:
+                extra["errors"].append(f"round {round_no}: outlived its stop: {', '.join(left)}")
 
     def run(self) -> None:
         keys = [v for v in self.variants]

@@ -94,7 +94,7 @@ def test_each_peer_answers_as_the_stem_does_and_stops_clean(key, served_models, 
         assert counters is not None and counters[0] >= 2 and counters[1] >= 1, counters
     finally:
         left = stop_all(server)
-    assert left == 0, f"{left} process(es) of {peer.name} outlived its stop"
+    assert not left, f"{peer.name}: outlived its stop by 5 s: {left}"
 
 
 def test_the_benchmark_runs_the_service_and_a_peer_in_turns_and_reports_both(served_models, tmp_path):
