@@ -442,7 +442,7 @@ class Cluster:
         if ids and podman("rm", "-f", "-t", "5", *ids, timeout=180, check=False).returncode:
             # podman 4.3 races with a container that stops by itself while it kills it ("could not be
             # stopped ... container state improper: stopped"); by now it has stopped: remove again
-            podman("rm", "-f", "-t", "5", *ids, timeout=180)
+            podman("rm", "-f", "--ignore", "-t", "5", *ids, timeout=180)
         podman("network", "rm", "-f", self.network, check=False)
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
