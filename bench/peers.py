@@ -38,7 +38,7 @@ from loadtest.bench import SERVICE_KNOBS, combine
 from loadtest.peers import PEERS, BatchSetting, Peer, parse_keys, setup
 from loadtest.run import REPO, ServerSpec, run_step, start_server
 from loadtest.summary import Step, write_json
-from tools.servers import Server, http_get
+from tools.servers import Server
 
 SERVICE = "service"
 

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tools.servers import REPO, bentoml_serve, http_get
@@ -68,8 +68,6 @@ class Peer:
     python: str | None = None  # interpreter its venv is made from; None: no venv, the main one
     protocol: str = "multipart"  # what the locust scenario speaks to it (LOADTEST_PROTOCOL)
     ready_path: str = "/readyz"
-    setup_note: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def requirements(self) -> Path | None:
@@ -162,8 +160,7 @@ def setup(peer: Peer, quiet: bool = True) -> float:
     if stamp.is_file() and stamp.read_text() == _stamp(peer) and Path(peer.interpreter).exists():
         return 0.0
     if not Path(peer.python).exists() and not shutil.which(peer.python):
-        raise RuntimeError(f"{peer.name} needs the interpreter {peer.python} to make its environment"
-                           + (f" ({peer.setup_note})" if peer.setup_note else ""))
+        raise RuntimeError(f"{peer.name} needs the interpreter {peer.python} to make its environment")
     started = time.monotonic()
     shutil.rmtree(peer.venv, ignore_errors=True)
     for command in ([peer.python, "-m", "venv", str(peer.venv)],
