@@ -87,22 +87,21 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def open_page(browser, server):
-    contexts = []
+def opener(browser, base: str, contexts: list):
+    """A function that opens a path of the page served at ``base`` in a new browser context."""
 
     def open_(path: str = "/", prefix: str = "", **options) -> Tab:
         """``prefix``: as behind a proxy that adds this path prefix (the browser asks for
         ``<prefix>/...``, the service gets ``/...``; redirects reach the browser as they are)."""
-        context = browser.new_context(base_url=server.url, **{**DESKTOP, **options})
+        context = browser.new_context(base_url=base, **{**DESKTOP, **options})
         contexts.append(context)
         if prefix:
-            behind = server.url + prefix
+            behind = base + prefix
             context.route(re.compile(f"^{re.escape(behind)}/"), lambda route: route.fulfill(response=route.fetch(
-                url=server.url + route.request.url[len(behind):], max_redirects=0)))
+                url=base + route.request.url[len(behind):], max_redirects=0)))
         page = context.new_page()
         page.set_default_timeout(20_000)
-        tab = Tab(page, server.url)
+        tab = Tab(page, base)
         page.on("pageerror", lambda error: tab.problems.append(f"uncaught: {error}"))
         page.on("console", lambda message: tab.problems.append(f"console: {message.text}")
                 if message.type == "error" and "Failed to load resource" not in message.text else None)
@@ -111,7 +110,87 @@ def open_page(browser, server):
         page.wait_for_selector("html[data-ready=true]")
         return tab
 
-    yield open_
+    return open_
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """The page of the session's real `bentoml serve` (trained models)."""
+    contexts = []
+    yield opener(browser, server.url, contexts)
+    for context in contexts:
+        context.close()
+
+
+@dataclass
+class FakeModel:
+    """What the page server's stand-in for POST /mnist/predict answers, after ``delay`` seconds."""
+
+    body: dict
+    delay: float = 0.0
+    requests: int = 0
+    pending: int = 0
+
+
+def fake_answer(label: str = "7", confidence: float = 0.93) -> dict:
+    """A confident answer in the API's shape (an all-black 28x28 image as what the model saw)."""
+    rest = [c for c in "0123456789" if c != label][:TOP_K - 1]
+    top = [(label, confidence)] + [(c, (1 - confidence) / len(rest)) for c in rest]
+    seen = "data:image/png;base64," + base64.b64encode(png(np.zeros((28, 28)))).decode()
+    return {"found": True, "unsure": False, "label": label, "index": int(label), "confidence": confidence,
+            "top_k": [{"label": c, "probability": p} for c, p in top], "reason": None,
+            "model": "mnist_dense:fake", "input_image": seen}
+
+
+@pytest.fixture(scope="module")
+def page_server():
+    """Only the page (service/web_ui.py's routes, as the service mounts them) plus a stand-in for
+    POST /mnist/predict that answers ``fake.body`` after ``fake.delay`` seconds: for the tests of
+    the page itself, which need no trained model. Yields (url, fake)."""
+    import asyncio
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from service.web_ui import mount_ui
+
+    fake = FakeModel(body=fake_answer())
+    app = FastAPI()
+
+    async def predict(request):
+        await request.body()
+        fake.requests += 1
+        fake.pending += 1
+        try:
+            await asyncio.sleep(fake.delay)
+            return JSONResponse(fake.body)
+        finally:
+            fake.pending -= 1
+
+    app.router.add_route("/mnist/predict", predict, methods=["POST"])  # plain Starlette: no schema
+    mount_ui(app)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the page server did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", fake
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def open_bare_page(browser, page_server):
+    """The page served without models (see ``page_server``); ``fake`` sets its answers."""
+    url, fake = page_server
+    fake.body, fake.delay = fake_answer(), 0.0
+    contexts = []
+    yield opener(browser, url, contexts)
     for context in contexts:
         context.close()
 
@@ -439,6 +518,8 @@ def test_touch_drawing_on_a_phone_sized_screen(open_page, served_models):
     page.locator("#digit-canvas").scroll_into_view_if_needed()
     below_the_fold = page.evaluate("document.querySelector('#panel-digits .result').getBoundingClientRect().top"
                                    " > window.innerHeight - 60")
+    scrolled = page.evaluate("window.scrollY")
+    assert not pad_headline(page)["shown"]  # the help text in its place until there is an answer
     with expect_prediction(page, "mnist") as response:
         touch_draw(page, ZERO)
     body = response.value.json()
@@ -447,14 +528,30 @@ def test_touch_drawing_on_a_phone_sized_screen(open_page, served_models):
     check_answer_matches_api(shown, body, served_models["mnist"], "mnist")
     if real_models():
         assert body["label"] == "0", body
-    # lifting the finger shows the answer: its headline is on screen, and so is part of the pad
-    wait_until(page, HEADLINE_IN_VIEW % "panel-digits", timeout=5)
-    assert page.evaluate("document.getElementById('digit-canvas').getBoundingClientRect().bottom > 60")
-    assert below_the_fold, "the answer was on screen already: this test no longer tests the scrolling"
+    # lifting the finger shows the answer's headline right under the pad, on screen, and the page
+    # does not scroll (a finger on its way to Clear would land elsewhere)
+    assert below_the_fold, "the answer was on screen already: this test no longer tests its headline"
+    headline = pad_headline(page)
+    assert headline["shown"] and headline["inView"], headline
+    assert (headline["label"], headline["headline"]) == (shown["label"], shown["sentence"])
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.scrollY") == scrolled
     assert page.evaluate("window.scrollX") == 0  # drawing did not pan the page
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     tab.shot("phone-digits.png", full_page=False)
     tab.check_clean()
+
+
+def pad_headline(page) -> dict:
+    """The answer's headline under the drawing pad (phones): shown, inside the viewport, its texts."""
+    return page.evaluate("""() => {
+        const note = document.querySelector('#panel-digits .pad-answer');
+        const box = note.getBoundingClientRect();
+        const text = (name) => note.querySelector(name).textContent;
+        return {shown: getComputedStyle(note).display !== 'none' && getComputedStyle(note).visibility === 'visible',
+                inView: box.height > 0 && box.top >= 0 && box.bottom <= window.innerHeight,
+                label: text('.pad-label'), headline: text('.pad-headline'), detail: text('.pad-detail')};
+    }""")
 
 
 # the big label and the sentence of a panel's answer (or its error) lie inside the viewport
@@ -470,6 +567,66 @@ PAD_IS_BLANK = """(() => {
     const c = document.getElementById('digit-canvas');
     return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.every(v => v === 255);
 })()"""
+
+
+# the pad is blank, no answer is shown, and the status is the idle text again
+PAD_IS_CLEARED = """(() => {
+    const c = document.getElementById('digit-canvas');
+    const blank = c.getContext('2d').getImageData(0, 0, c.width, c.height).data.every(v => v === 255);
+    const panel = document.getElementById('panel-digits');
+    const result = panel.querySelector('.result');
+    return blank && result.querySelector('.answer').hidden && result.querySelector('.error').hidden
+        && !result.classList.contains('busy')
+        && result.querySelector('.status').textContent === panel.dataset.idle;
+})()"""
+
+CLEAR_TRIALS = 30
+
+# scroll the page as a phone user holds it to draw: the pad and Clear on screen, Clear at the bottom
+HOLD_THE_PAD = """(() => {
+    const box = document.getElementById('digit-clear').getBoundingClientRect();
+    window.scrollBy(0, box.bottom - (window.innerHeight - 8));
+})()"""
+
+
+def test_clear_always_clears_after_a_touch_drawing(open_bare_page, page_server):
+    """A finger draws a digit, lifts, and taps Clear 0 to 1.5 s later, where Clear was at the
+    lift, while the answer takes 0.3 to 1 s: every tap clears the pad and the answer (none
+    arrives later onto the cleared pad), and Clear never moves between the lift and the tap."""
+    _, fake = page_server
+    tab = open_bare_page("/ui/", **PHONE)
+    page = tab.page
+    clear = page.locator("#digit-clear")
+    answer_delays = [0.3, 0.6, 1.0]
+    tap_delays = np.linspace(0.0, 1.5, CLEAR_TRIALS)
+    missed, moved = [], []
+    for i, tap_delay in enumerate(tap_delays):
+        fake.delay = answer_delays[i % len(answer_delays)]
+        page.evaluate(HOLD_THE_PAD)  # the answer below the fold, as on a phone
+        asked = fake.requests
+        touch_draw(page, SEVEN if i % 2 else ONE)
+        lifted = clear.bounding_box()
+        page.wait_for_timeout(int(tap_delay * 1000))
+        before_tap = clear.bounding_box()
+        page.touchscreen.tap(lifted["x"] + lifted["width"] / 2, lifted["y"] + lifted["height"] / 2)
+        # long enough for the answer to the drawing (sent at the lift, or just after) to arrive
+        deadline = time.monotonic() + fake.delay + 2
+        while (fake.requests == asked or fake.pending) and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+        page.wait_for_timeout(150)
+        trial = f"answer after {fake.delay:.1f} s, tap after {tap_delay:.2f} s"
+        if not page.evaluate(PAD_IS_CLEARED):
+            status = page.locator("#panel-digits .status").text_content()
+            missed.append(f"{trial}: blank {page.evaluate(PAD_IS_BLANK)}, status {status!r}")
+            page.evaluate(HOLD_THE_PAD)
+            clear.tap()  # cleared for the next trial
+        if before_tap != lifted:
+            moved.append(f"{trial}: {lifted} -> {before_tap}")
+    print(f"Clear taps missed: {len(missed)} of {CLEAR_TRIALS}; Clear moved before the tap: "
+          f"{len(moved)} of {CLEAR_TRIALS}")
+    assert not missed, f"{len(missed)} of {CLEAR_TRIALS} taps on Clear did not clear: {missed}"
+    assert not moved, f"Clear moved between the lift and the tap in {len(moved)} of {CLEAR_TRIALS}: {moved}"
+    tab.check_clean()
 
 
 @pytest.mark.parametrize("options", [DESKTOP, PHONE], ids=["desktop", "phone"])
@@ -528,10 +685,10 @@ def test_a_blank_drawing_shows_no_digit_found(open_page, served_models):
     tab.check_clean()
 
 
-def test_an_unsure_answer_says_not_sure_instead_of_a_label(open_page):
+def test_an_unsure_answer_says_not_sure_instead_of_a_label(open_bare_page):
     """The page's rendering of ``unsure: true`` (the answer is fixed here; tests/test_answers.py has
     the service's side)."""
-    tab = open_page("/ui/")
+    tab = open_bare_page("/ui/")
     page = tab.page
     top = [("4", 0.41), ("9", 0.38), ("7", 0.12), ("1", 0.05), ("2", 0.02)]
     seen = "data:image/png;base64," + base64.b64encode(png(np.zeros((28, 28)))).decode()
@@ -547,6 +704,79 @@ def test_an_unsure_answer_says_not_sure_instead_of_a_label(open_page):
     assert shown["label"] == "?" and shown["sentence"] == "Not sure: maybe 4 or 9"
     assert "41" in shown["confidence"] and shown["chartShown"]
     tab.shot("desktop-unsure.png")
+    tab.check_clean()
+
+
+@pytest.mark.parametrize("options", [DESKTOP, PHONE], ids=["desktop-mouse", "phone-touch"])
+def test_a_drawing_that_is_not_a_digit_says_so(open_bare_page, options):
+    """Drawings answered ``found: false`` with a reason, or ``unsure: true`` (answers fixed by
+    route interception): no big digit, the reason or "not sure" in words, as for photos; on a
+    phone also in the headline under the pad."""
+    tab = open_bare_page("/ui/", **options)
+    page = tab.page
+    phone = options is PHONE
+    draw = touch_draw if phone else mouse_draw
+    seen = "data:image/png;base64," + base64.b64encode(png(np.zeros((28, 28)))).decode()
+    dot = {"found": False, "unsure": False, "label": None, "index": None, "confidence": None, "top_k": [],
+           "reason": "no digit found: only a dot", "model": "mnist_dense:fixed", "input_image": seen}
+    unsure = {**fake_answer("4", 0.41), "unsure": True, "model": "mnist_dense:fixed",
+              "reason": "the model is not sure: its confidence 0.41 is below 0.60"}
+    unsure["top_k"][1] = {"label": "9", "probability": 0.38}
+    answers = [dot, unsure]
+    page.route("**/mnist/predict", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                               body=json.dumps(answers[0])))
+    draw(page, [[(0.5, 0.5), (0.51, 0.5)]])  # a dot
+    shown = shown_answer(page, "panel-digits")
+    check_answer_matches_api(shown, dot, "mnist_dense:fixed", "mnist")
+    assert shown["sentence"] == "No digit found" and shown["confidence"] == "No digit found: only a dot."
+    assert "no digit found" in shown["status"].lower()
+    assert page.locator("#panel-digits .big-label").text_content() == "–"
+    if phone:
+        headline = pad_headline(page)
+        assert headline["shown"] and headline["inView"], headline
+        assert (headline["label"], headline["headline"], headline["detail"]) == ("–", "No digit found", "Only a dot.")
+        tab.shot("phone-no-digit.png", full_page=False)
+    else:
+        assert not pad_headline(page)["shown"]  # beside the pad on a wide screen: no copy under it
+
+    page.get_by_role("button", name="Clear").click()
+    answers.pop(0)
+    draw(page, ONE)
+    shown = shown_answer(page, "panel-digits")
+    check_answer_matches_api(shown, unsure, "mnist_dense:fixed", "mnist")
+    assert shown["label"] == "?" and shown["sentence"] == "Not sure: maybe 4 or 9"
+    assert "41" in shown["confidence"] and "not sure" in shown["status"]
+    if phone:
+        headline = pad_headline(page)
+        assert (headline["label"], headline["headline"]) == ("?", "Not sure: maybe 4 or 9")
+        assert "41" in headline["detail"]
+    tab.check_clean()
+
+
+def test_a_photo_answer_scrolls_into_view_unless_a_finger_touched_the_page(open_bare_page, page_server):
+    """On a phone the answer to a photo lies below the fold: it scrolls into view when it comes,
+    but not after a finger touched the page while it was on its way (a scroll would move what
+    the finger aims at)."""
+    _, fake = page_server
+    tab = open_bare_page("/ui/", **PHONE)
+    page = tab.page
+    fake.delay = 0.5
+    below = "document.querySelector('#panel-digits .result').getBoundingClientRect().top > window.innerHeight"
+    assert page.evaluate(below)
+    pick_digit_photo(page, "first.png")
+    # its top at the top of the screen (scroll-margin-top: 12px), the smooth scroll over
+    wait_until(page, "Math.abs(document.querySelector('#panel-digits .result').getBoundingClientRect().top - 12) < 1",
+               timeout=5)
+    assert page.locator("#panel-digits .answer").is_visible() and page.evaluate("window.scrollY") > 0
+
+    page.evaluate("window.scrollTo(0, 0)")
+    asked = fake.requests
+    pick_digit_photo(page, "second.png")
+    page.touchscreen.tap(360, 20)  # the header, before the answer comes
+    shown = shown_answer(page, "panel-digits")
+    assert fake.requests == asked + 1 and "second.png" in shown["status"]
+    page.wait_for_timeout(800)
+    assert page.evaluate("window.scrollY") == 0 and page.evaluate(below)
     tab.check_clean()
 
 
@@ -689,8 +919,8 @@ def test_api_errors_are_shown_in_words(open_page, name, data, status, words):
     tab.check_clean()
 
 
-def test_network_failures_and_non_json_answers_are_shown_in_words(open_page):
-    tab = open_page("/ui/")
+def test_network_failures_and_non_json_answers_are_shown_in_words(open_bare_page):
+    tab = open_bare_page("/ui/")
     page = tab.page
     page.route("**/mnist/predict", lambda route: route.fulfill(status=502, body="Bad gateway",
                                                                content_type="text/plain"))

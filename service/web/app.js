@@ -22,6 +22,52 @@
     return `${(p * 100).toFixed(1)}\u00a0%`;
   };
 
+  // ------------------------------------------------------------------ when the page may scroll
+
+  /* Scrolling to an answer moves everything on the screen. A finger (or a mouse) that is about to
+   * tap a control would land on something else: the page never scrolls while a pointer is down,
+   * after any pointerdown since the request was sent, or within TOUCH_CALM ms of a touch or a pen;
+   * a pointerdown stops a scroll under way. After a finger lifts from the drawing pad it does not
+   * scroll at all: on a phone the headline shows right under the pad instead. */
+  const TOUCH_CALM = 2000;
+  const pointers = { down: new Set(), lastDown: -Infinity, lastTouch: -Infinity };
+  const touchLike = (event) => event.pointerType !== "mouse";
+  window.addEventListener("pointerdown", (event) => {
+    pointers.down.add(event.pointerId);
+    pointers.lastDown = performance.now();
+    if (touchLike(event)) pointers.lastTouch = pointers.lastDown;
+    scrolling.stop();
+  }, true);
+  for (const type of ["pointerup", "pointercancel"]) {
+    window.addEventListener(type, (event) => {
+      pointers.down.delete(event.pointerId);
+      if (touchLike(event)) pointers.lastTouch = performance.now();
+    }, true);
+  }
+
+  function mayScroll(askedAt) {
+    const now = performance.now();
+    return pointers.down.size === 0 && pointers.lastDown < askedAt && now - pointers.lastTouch > TOUCH_CALM;
+  }
+
+  /** A smooth scroll to an answer, stopped where it is by any pointerdown. */
+  const scrolling = {
+    active: false,
+    timer: 0,
+    start() {
+      this.active = true;
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => { this.active = false; }, 1500); // no scrollend everywhere
+    },
+    stop() {
+      if (!this.active) return;
+      this.active = false;
+      clearTimeout(this.timer);
+      window.scrollTo({ left: window.scrollX, top: window.scrollY, behavior: "instant" });
+    },
+  };
+  window.addEventListener("scrollend", () => { scrolling.active = false; });
+
   // ------------------------------------------------------------------ one model's panel + answer
 
   class Panel {
@@ -36,6 +82,8 @@
       this.answer = $(".answer", this.result);
       this.original = $(".original", this.result);
       this.field("seen-caption").textContent = section.dataset.seen;
+      // the digits panel's short copy of the headline under the drawing pad (shown on phones)
+      this.padNote = $(".pad-note", section);
       this.seq = 0; // answers to anything but the latest request are dropped
       this.inFlight = 0;
       this.previewUrl = null;
@@ -52,6 +100,18 @@
     setBusy(busy) {
       this.result.classList.toggle("busy", busy);
       this.answer.setAttribute("aria-busy", String(busy));
+      if (busy) this.padLine("…", "Asking the model…", "", "busy");
+    }
+
+    /** The headline under the pad: one line each (cut short, never wrapped), so that its height
+     * never changes and nothing below it (Clear) moves when an answer comes. `state`: "" = the
+     * help text instead (no answer), else "busy", "found", "not-found", "unsure" or "error". */
+    padLine(label, headline, detail, state) {
+      if (!this.padNote) return;
+      this.padNote.dataset.state = state;
+      $(".pad-label", this.padNote).textContent = label;
+      $(".pad-headline", this.padNote).textContent = headline;
+      $(".pad-detail", this.padNote).textContent = detail;
     }
 
     setPreview(url) {
@@ -66,13 +126,16 @@
       this.status.textContent = this.idleText;
       this.error.hidden = true;
       this.answer.hidden = true;
+      this.padLine("", "", "", "");
     }
 
     /** Send one image; `source` names it for the user ("your drawing", "the file “x.png”").
      * `reveal`: "result" scrolls the whole answer into view when it is out of sight, "headline" only
-     * as far as its first lines (the drawing pad stays in view), "none" never (while drawing). */
+     * as far as its first lines (the drawing pad stays in view), "none" never (while drawing, and
+     * after a finger or a pen lifts). Only when `mayScroll`: no pointer touched the page since. */
     async predict(blob, filename, source, previewUrl = null, reveal = "result") {
       const seq = ++this.seq;
+      const askedAt = performance.now();
       this.inFlight += 1;
       this.setBusy(true);
       this.status.textContent = `Asking the model about ${source}…`;
@@ -111,7 +174,7 @@
       this.setPreview(previewUrl);
       if (outcome.answer) this.showAnswer(outcome.answer, source);
       else this.showError(outcome.error, outcome.status, source);
-      if (reveal !== "none") this.reveal(reveal);
+      if (reveal !== "none" && mayScroll(askedAt)) this.reveal(reveal);
     }
 
     /** On a small screen the answer may be out of sight (below the drawing pad or the file
@@ -125,11 +188,13 @@
         const box = headline.getBoundingClientRect();
         const top = this.status.getBoundingClientRect().top;
         if (top >= 0 && box.bottom <= window.innerHeight) return;
+        scrolling.start();
         headline.scrollIntoView({ block: "end", behavior });
         return;
       }
       const box = this.result.getBoundingClientRect();
       if (box.top >= 0 && box.top < window.innerHeight - 120) return;
+      scrolling.start();
       this.result.scrollIntoView({ block: "start", behavior });
     }
 
@@ -142,12 +207,16 @@
       let headline;
       let detail;
       let spokenText;
+      let padDetail;
       if (!answer.found) {
         // nothing to classify: no label, no bars; the reason in words
         headline = `No ${thing} found`;
         detail = sentence(answer.reason || `There is no ${thing} in the picture.`);
         spokenText = `: no ${thing} found. ${detail}`;
         this.field("label").textContent = "–";
+        // "no digit found: only a dot" under the headline "No digit found": "Only a dot."
+        const rest = detail.replace(new RegExp(`^no ${thing} found\\s*[:.,;-]?\\s*`, "i"), "");
+        padDetail = rest ? sentence(rest) : "";
       } else if (answer.unsure) {
         const guesses = answer.top_k.slice(0, 2).filter((e, i) => i === 0 || e.probability >= 0.05);
         headline = `Not sure: maybe ${guesses.map((e) => e.label).join(" or ")}`;
@@ -168,6 +237,8 @@
       this.status.replaceChildren(`Answer for ${source}`, spoken);
       this.field("sentence").textContent = headline;
       this.field("confidence").textContent = detail;
+      const state = !answer.found ? "not-found" : answer.unsure ? "unsure" : "found";
+      this.padLine(this.field("label").textContent, headline, padDetail ?? detail, state);
       this.field("model").textContent = answer.model;
       $(".chart", this.result).hidden = answer.top_k.length === 0;
 
@@ -223,6 +294,7 @@
       text.textContent = message;
       this.error.replaceChildren(title, text);
       this.error.hidden = false;
+      this.padLine("!", title.textContent, message, "error");
     }
   }
 
@@ -331,6 +403,7 @@
   const live = $("#digit-live");
   let stroke = null; // {id, last}
   let inked = false;
+  let drawing = 0; // which drawing is on the pad: Clear (or a photo) starts a new one
   let lastLiveSend = 0;
 
   function penStyle() {
@@ -346,6 +419,7 @@
     pad.fillRect(0, 0, canvas.width, canvas.height);
     penStyle();
     inked = false;
+    drawing += 1;
   }
 
   /** One canvas pixel per device pixel (sharp strokes on any screen), the drawing kept when the
@@ -390,13 +464,18 @@
     stroke.last = p;
   }
 
-  /** `final`: the pen was lifted, so the answer may be scrolled into view (never under the pen). */
-  function sendDrawing(final) {
+  /** `reveal`: see Panel.predict; "none" while drawing. The PNG is made asynchronously: if the pad
+   * was cleared meanwhile, the drawing is not sent (its answer would land on the cleared pad). */
+  function sendDrawing(reveal) {
     if (!inked) return;
+    const which = drawing;
     canvas.toBlob((blob) => {
-      if (blob) digits.predict(blob, "drawing.png", "your drawing", null, final ? "headline" : "none");
+      if (blob && which === drawing) digits.predict(blob, "drawing.png", "your drawing", null, reveal);
     }, "image/png");
   }
+
+  /** Whether the headline under the pad is on show (the phone layout). */
+  const padNoteShown = () => getComputedStyle($(".pad-answer", digits.section)).display !== "none";
 
   canvas.addEventListener("pointerdown", (event) => {
     if (stroke || (event.pointerType === "mouse" && event.button !== 0)) return;
@@ -415,13 +494,15 @@
     const now = performance.now();
     if (live.checked && digits.inFlight === 0 && now - lastLiveSend > 150) {
       lastLiveSend = now;
-      sendDrawing(false);
+      sendDrawing("none");
     }
   });
   const endStroke = (event) => {
     if (!stroke || event.pointerId !== stroke.id) return;
     stroke = null;
-    sendDrawing(true); // on release, always: the final answer for the whole drawing
+    // on release, always: the final answer for the whole drawing. Scrolled to (only as far as its
+    // headline) after a mouse only, where the headline under the pad is not shown
+    sendDrawing(event.pointerType === "mouse" && !padNoteShown() ? "headline" : "none");
   };
   canvas.addEventListener("pointerup", endStroke);
   canvas.addEventListener("pointercancel", endStroke);
