@@ -509,10 +509,27 @@
   canvas.addEventListener("lostpointercapture", endStroke);
   canvas.addEventListener("contextmenu", (event) => event.preventDefault());
 
-  $("#digit-clear").addEventListener("click", () => {
+  const clearButton = $("#digit-clear");
+  const clearAll = () => {
     clearPad();
     digits.reset();
+  };
+  clearButton.addEventListener("click", clearAll); // mouse, keyboard
+  // A finger's or a pen's tap clears when it lifts on the button, not only on the click that
+  // should follow: Chromium drops that click for a tap that comes right after a stroke on the pad
+  // (some 50 ms after the lift). Clearing twice does no harm.
+  let clearTap = null;
+  clearButton.addEventListener("pointerdown", (event) => {
+    clearTap = touchLike(event) ? event.pointerId : null;
   });
+  clearButton.addEventListener("pointerup", (event) => {
+    if (event.pointerId !== clearTap) return;
+    clearTap = null;
+    const box = clearButton.getBoundingClientRect();
+    if (event.clientX >= box.left && event.clientX <= box.right && event.clientY >= box.top &&
+        event.clientY <= box.bottom) clearAll();
+  });
+  clearButton.addEventListener("pointercancel", () => { clearTap = null; });
   clearPad();
   fitPad();
   if (window.ResizeObserver) new ResizeObserver(fitPad).observe(canvas);
