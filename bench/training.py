@@ -20,21 +20,33 @@ from pathlib import Path
 from catalog import ROUTES, family
 
 
-# The default recipe with its parts added one at a time (the rest of the preset unchanged).
-ABLATION = (
-    ("no regularisation", ["--dropout", "0", "--augment", "off", "--no-normalize", "--lighting", "0",
-                           "--no-cosine-decay", "--distill", "0"]),
-    ("+ dropout", ["--augment", "off", "--no-normalize", "--lighting", "0", "--no-cosine-decay", "--distill", "0"]),
-    ("+ dropout + augmentation", ["--no-normalize", "--lighting", "0", "--no-cosine-decay", "--distill", "0"]),
-    ("+ dropout + augmentation + standardisation", ["--normalize", "--lighting", "0", "--no-cosine-decay",
-                                                    "--distill", "0"]),
-    ("+ dropout + augmentation + standardisation + uneven light", ["--normalize", "--lighting", "0.8",
-                                                                   "--no-cosine-decay", "--distill", "0"]),
-    ("+ dropout + augmentation + standardisation + uneven light + cosine decay",
-     ["--normalize", "--lighting", "0.8", "--cosine-decay", "--distill", "0"]),
-    ("+ dropout + augmentation + standardisation + uneven light + cosine decay + teacher",
-     ["--normalize", "--lighting", "0.8", "--cosine-decay", "--distill", "1"]),
-)
+# Per family, the default recipe with its parts added one at a time (the rest of the preset unchanged).
+_MNIST_OFF = ["--elastic", "0", "--pen", "0", "--slant", "0", "--no-weight-averaging", "--outliers", "0", "--distill", "0"]
+ABLATION: dict[str, tuple[tuple[str, list[str]], ...]] = {
+    "mnist": (
+        ("no regularisation", ["--dropout", "0", "--augment", "off", *_MNIST_OFF]),
+        ("+ dropout + jitter", _MNIST_OFF),
+        ("+ dropout + jitter + elastic", _MNIST_OFF[2:]),
+        ("+ dropout + jitter + elastic + pen and slant", _MNIST_OFF[6:]),
+        ("+ dropout + jitter + elastic + pen and slant + weight averaging", _MNIST_OFF[7:]),
+        ("+ dropout + jitter + elastic + pen and slant + weight averaging + outliers", _MNIST_OFF[9:]),
+        ("+ dropout + jitter + elastic + pen and slant + weight averaging + outliers + teacher", []),
+    ),
+    "asl": (
+        ("no regularisation", ["--dropout", "0", "--augment", "off", "--no-normalize", "--lighting", "0",
+                               "--no-cosine-decay", "--distill", "0"]),
+        ("+ dropout", ["--augment", "off", "--no-normalize", "--lighting", "0", "--no-cosine-decay", "--distill", "0"]),
+        ("+ dropout + augmentation", ["--no-normalize", "--lighting", "0", "--no-cosine-decay", "--distill", "0"]),
+        ("+ dropout + augmentation + standardisation", ["--normalize", "--lighting", "0", "--no-cosine-decay",
+                                                        "--distill", "0"]),
+        ("+ dropout + augmentation + standardisation + uneven light", ["--normalize", "--lighting", "0.8",
+                                                                       "--no-cosine-decay", "--distill", "0"]),
+        ("+ dropout + augmentation + standardisation + uneven light + cosine decay",
+         ["--normalize", "--lighting", "0.8", "--cosine-decay", "--distill", "0"]),
+        ("+ dropout + augmentation + standardisation + uneven light + cosine decay + teacher",
+         ["--normalize", "--lighting", "0.8", "--cosine-decay", "--distill", "1"]),
+    ),
+}
 
 
 def run_one(dataset: str, preset: str, data_dir: str | None, reports_dir: Path, save: bool,
@@ -70,11 +82,12 @@ def markdown(results: list[dict], title: str = "Training benchmark") -> str:
         "Command: `make bench-train` (`python -m bench.training`).",
         "",
         "Lit: the validation / test images photographed under uneven light and read through the upload "
-        "path (training/lit.py; a sample per split, see `--lit-eval`). ECE: test split, before / after the "
+        "path (training/lit.py; a sample per split, see `--lit-eval`); shadow: the same images under a soft-edged "
+        "shadow only. ECE: test split, before / after the "
         "temperature fitted on validation.",
         "",
-        "| model | recipe | train acc | validation acc | validation lit | test acc | test lit | test loss | ECE before / after | epochs (weights kept) | s/epoch | wall s | peak RSS MiB | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | recipe | train acc | validation acc | validation lit | validation shadow | test acc | test lit | test shadow | test loss | ECE before / after | epochs (weights kept) | s/epoch | wall s | peak RSS MiB | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         m = r["metrics"]
@@ -83,8 +96,9 @@ def markdown(results: list[dict], title: str = "Training benchmark") -> str:
         shown = lambda v: f"{v:.2%}" if v is not None else "-"  # noqa: E731
         lines.append(
             f"| {r['model'] or r['dataset']} | {r['preset']} | {m['train']['accuracy']:.2%} | "
-            f"{m['validation']['accuracy']:.2%} | {shown(lit.get('validation'))} | **{m['test']['accuracy']:.2%}** | "
-            f"{shown(lit.get('test'))} | {m['test']['loss']:.4f} | "
+            f"{m['validation']['accuracy']:.2%} | {shown(lit.get('validation'))} | {shown(lit.get('validation_shadow'))} | "
+            f"**{m['test']['accuracy']:.2%}** | {shown(lit.get('test'))} | {shown(lit.get('test_shadow'))} | "
+            f"{m['test']['loss']:.4f} | "
             f"{shown(cal.get('ece_before'))} / {shown(cal.get('ece_after'))} | "
             f"{r['epochs_run']} ({r['weights_epoch']}) | {r['seconds_per_epoch']:.1f} | {r['wall_seconds']:.0f} | "
             f"{r['peak_rss_mib']:.0f} | {r['verdict'].split(':')[0]} |"
@@ -102,16 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", action="store_true",
                         help="what each part of the default recipe buys (never saved to the store)")
     parser.add_argument("--epochs", type=int, help="with --ablation: epochs per run (default: the preset's)")
+    parser.add_argument("--teacher-epochs", type=int, help="with --ablation: the teacher's epochs (default: the preset's)")
     parser.add_argument("--no-save", dest="save", action="store_false",
                         help="do not store the models (by default the default-preset models are stored)")
     args = parser.parse_args(argv)
     if args.ablation:
         extra_epochs = ["--epochs", str(args.epochs)] if args.epochs else []
+        extra_epochs += ["--teacher-epochs", str(args.teacher_epochs)] if args.teacher_epochs else []
         results = [
             run_one(dataset, "default", args.data_dir, args.out / "ablation", False,
                     [*flags, *extra_epochs, "--no-save"], label)
             for dataset in args.datasets
-            for label, flags in ABLATION
+            for label, flags in ABLATION[dataset]
         ]
         report = markdown(results, "What each part of the default recipe buys")
         args.out.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import REPO
 from training.config import TrainConfig
-from training.models import (RandomLighting, TeacherLoss, build_classifier, build_teacher, distillation_model,
-                             inference_model, make_optimizer)
+from training.models import (EMA_MOMENTUM, RandomElastic, RandomLighting, RandomPen, TeacherLoss, build_classifier,
+                             build_teacher, distillation_model, inference_model, make_optimizer)
 
 
 def test_course_shape_and_parameter_count():
@@ -42,7 +42,8 @@ def test_accepts_flat_square_and_channel_layouts():
 
 
 def test_inference_model_drops_training_only_layers_and_keeps_weights():
-    model = build_classifier(10, TrainConfig(dropout=0.5, augment="constant", normalize=True, lighting=0.7))
+    model = build_classifier(10, TrainConfig(dropout=0.5, augment="constant", normalize=True, lighting=0.7,
+                                             slant=0.2, elastic=0.5, pen=0.5))
     served = inference_model(model)
     x = np.random.default_rng(2).random((4, 784), dtype=np.float32)
     # a plain call of the served model is deterministic and equals predict() of the trained one
@@ -52,6 +53,8 @@ def test_inference_model_drops_training_only_layers_and_keeps_weights():
     names = {layer.name for layer in served.layers}
     assert "random_shift" not in names and "dropout_1" not in names and "per_image_standardize" in names
     assert "random_lighting" in {layer.name for layer in model.layers} and "random_lighting" not in names
+    for name in ("random_slant", "random_elastic", "random_pen"):
+        assert name in {layer.name for layer in model.layers} and name not in names
     assert not any(isinstance(layer, RandomLighting) for layer in served.layers)
     assert served.count_params() == model.count_params()
 
@@ -77,6 +80,54 @@ def test_random_lighting_darkens_a_share_of_the_images_smoothly():
     assert np.array_equal(np.asarray(RandomLighting(rate=0.0)(x, training=True)), x)
 
 
+def _bar_images(n: int) -> np.ndarray:
+    """``n`` copies of a 28x28 image with a 3-pixel-wide vertical bar, (n, 28, 28, 1)."""
+    x = np.zeros((n, 28, 28, 1), np.float32)
+    x[:, 4:24, 12:15] = 1.0
+    return x
+
+
+def test_random_elastic_bends_strokes_smoothly_and_keeps_them():
+    x = _bar_images(200)
+    np.testing.assert_array_equal(np.asarray(RandomElastic(rate=1.0, alpha=2.0, seed=1)(x)), x)  # not training
+    bent = np.asarray(RandomElastic(rate=0.5, alpha=2.0, seed=1)(x, training=True))
+    changed = np.abs(bent - x).max(axis=(1, 2, 3)) > 1e-3
+    assert 0.35 < changed.mean() < 0.65  # rate 0.5
+    # the bar moves by at most alpha (+1 for the bilinear edge): no ink further than 3 pixels from it
+    far = np.ones((28, 28), bool)
+    far[1:27, 9:18] = False
+    assert bent[:, far].max() < 1e-6
+    ink = bent.sum(axis=(1, 2, 3)) / x.sum(axis=(1, 2, 3))
+    assert 0.5 < ink.min() and ink.max() < 2.0  # bent (stretched or squeezed), not erased
+    # smooth: the bar stays one piece (every row of the bar still has ink)
+    assert (bent[changed][:, 6:22].max(axis=2) > 0.3).all()
+    assert np.array_equal(np.asarray(RandomElastic(rate=0.0)(x, training=True)), x)
+
+
+def test_random_pen_makes_strokes_thicker_thinner_and_blurred():
+    x = _bar_images(400)
+    np.testing.assert_array_equal(np.asarray(RandomPen(rate=1.0, seed=2)(x)), x)  # not training
+    drawn = np.asarray(RandomPen(rate=0.6, seed=2)(x, training=True))
+    assert drawn.min() >= 0.0 and drawn.max() <= 1.0
+    ink = drawn.sum(axis=(1, 2, 3)) / x.sum(axis=(1, 2, 3))
+    changed = np.abs(drawn - x).max(axis=(1, 2, 3)) > 1e-3
+    assert 0.45 < changed.mean() < 0.75  # rate 0.6
+    assert (ink > 1.2).any() and (ink < 0.8).any()  # thicker and thinner pens both occur
+    soft = ((drawn > 0.05) & (drawn < 0.95)).sum(axis=(1, 2, 3))
+    assert (soft[changed] > 0).mean() > 0.5  # most changed strokes have a soft (blurred or blended) edge
+
+
+def test_weight_averaging_and_label_smoothing_are_keras_own():
+    averaged = make_optimizer("adam", 1e-3, 0.9, weight_averaging=True)
+    assert averaged.use_ema and averaged.ema_momentum == EMA_MOMENTUM
+    assert not make_optimizer("adam", 1e-3, 0.9).use_ema
+    from training.train import compile_model
+
+    model = build_classifier(10, TrainConfig(hidden=(8,)))
+    compile_model(model, TrainConfig(hidden=(8,), label_smoothing=0.1))
+    assert model.loss.label_smoothing == 0.1
+
+
 def test_random_lighting_trains_on_the_jax_backend():
     """The training-only layer uses keras.ops only: a model with it fits under JAX as well."""
     pytest.importorskip("jax")
@@ -85,7 +136,8 @@ def test_random_lighting_trains_on_the_jax_backend():
         "from training.config import TrainConfig\n"
         "from training.models import build_classifier, inference_model\n"
         "assert keras.backend.backend() == 'jax'\n"
-        "m = build_classifier(3, TrainConfig(hidden=(8,), lighting=1.0, normalize=True, augment='nearest'))\n"
+        "m = build_classifier(3, TrainConfig(hidden=(8,), lighting=1.0, normalize=True, augment='nearest',\n"
+        "                                    slant=0.2, elastic=1.0, pen=1.0))\n"
         "m.compile('adam', 'categorical_crossentropy')\n"
         "x = np.random.default_rng(0).random((32, 784), dtype=np.float32); y = np.eye(3)[np.arange(32) % 3]\n"
         "h = m.fit(x, y, epochs=2, batch_size=16, verbose=0).history['loss']\n"

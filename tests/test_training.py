@@ -43,7 +43,7 @@ def test_one_epoch_run_ends_in_store_and_loads_back_identically(synthetic_data_d
     calibration = ModelMetadata.from_store(meta).calibration
     assert calibration is not None and calibration.temperature > 0
     assert calibration.ece_after == pytest.approx(result.calibration.ece_after)
-    assert set(meta["lit_accuracy"]) == {"validation", "test", "images"} and meta["lit_accuracy"]["images"] == 30
+    assert set(meta["lit_accuracy"]) == {"validation", "test", "validation_shadow", "test_shadow", "images"} and meta["lit_accuracy"]["images"] == 30
     out = capsys.readouterr().out
     assert f"test ECE {calibration.ece_before:.2%} before, {calibration.ece_after:.2%} after" in out
     assert "test, lit" in out and "training test_mnist_" in out and "(1 of 1)" in out
@@ -118,7 +118,7 @@ def test_too_few_validation_errors_leave_the_temperature_at_one(synthetic_data_d
     assert result.calibrated_on.startswith("nothing: validation has ")  # 24 validation images
     assert result.calibration.temperature == 1.0
     assert result.calibration.ece_after == pytest.approx(result.calibration.ece_before, abs=1e-6)
-    assert set(result.lit_accuracy) == {"validation", "test", "images"} and result.lit_accuracy["images"] == 16
+    assert set(result.lit_accuracy) == {"validation", "test", "validation_shadow", "test_shadow", "images"} and result.lit_accuracy["images"] == 16
     assert "temperature 1.000 (fitted on nothing: validation has" in capsys.readouterr().out
 
 
@@ -139,20 +139,24 @@ def test_presets_keep_the_course_recipe_one_option_away():
     assert course.validate_on_test and course.dropout == 0 and course.augment == "off"
     assert TrainConfig.from_preset("mnist", "course").epochs == 5
     assert course.lighting == 0 and TrainConfig.from_preset("asl").lighting == 0.8  # uneven light: ASL's default
-    assert course.distill == 0 and TrainConfig.from_preset("mnist").distill == 0  # the course: no teacher
+    assert course.distill == 0 and TrainConfig.from_preset("mnist", "course").distill == 0  # the course: no teacher
+    mnist_course = TrainConfig.from_preset("mnist", "course")
+    assert (mnist_course.elastic, mnist_course.pen, mnist_course.slant, mnist_course.outliers) == (0, 0, 0, 0)
+    assert not mnist_course.weight_averaging and mnist_course.label_smoothing == 0
+    assert TrainConfig.from_preset("mnist").distill == 1.0 and TrainConfig.from_preset("mnist").outliers > 0
     assert TrainConfig.from_preset("mnist").lighting == 0
     tuned = TrainConfig.from_preset("mnist", epochs=3, optimizer="sgd")
     assert (tuned.epochs, tuned.optimizer, tuned.dropout) == (3, "sgd", PRESETS[("mnist", "default")]["dropout"])
 
 
 def test_summary_says_which_weights_it_kept(synthetic_data_dir, tmp_path, capsys):
-    stopped = run(quick_config(synthetic_data_dir, tmp_path, epochs=3, patience=1, save=False))
+    stopped = run(quick_config(synthetic_data_dir, tmp_path, epochs=3, patience=1, weight_averaging=False, save=False))
     assert stopped.fit.restored and 1 <= stopped.fit.weights_epoch <= stopped.fit.epochs_run
     assert stopped.fit.weights_epoch == int(np.argmin(stopped.history["val_loss"])) + 1
     assert f"early stopping kept the weights of epoch {stopped.fit.weights_epoch}" in capsys.readouterr().out
     # validated on the test split, patience is ignored: the model keeps its last epoch's weights
     on_test = run(quick_config(synthetic_data_dir, tmp_path, epochs=2, patience=1, validate_on_test=True,
-                               save=False))
+                               weight_averaging=False, save=False))
     assert not on_test.fit.restored and on_test.fit.weights_epoch == 2
     assert "weights of the last epoch, 2" in capsys.readouterr().out
 
@@ -172,6 +176,11 @@ def test_every_option_has_one_home_the_config():
     args = parser.parse_args(["asl", "--epochs", "2", "--no-normalize"])
     config = TrainConfig.from_preset("asl", **{k: v for k, v in vars(args).items() if k not in ("dataset", "preset")})
     assert (config.epochs, config.normalize, config.dropout) == (2, False, PRESETS[("asl", "default")]["dropout"])
+
+
+def test_weight_averaging_and_early_stopping_do_not_mix(synthetic_data_dir, tmp_path):
+    with pytest.raises(ValueError, match="choose one"):
+        run(quick_config(synthetic_data_dir, tmp_path, epochs=2, patience=1, weight_averaging=True, save=False))
 
 
 def test_verdict_names_overfitting():

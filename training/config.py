@@ -49,6 +49,12 @@ class TrainConfig:
     shift: float = option(0.1, "augmentation: largest shift, as a fraction of the side")
     rotation: float = option(0.05, "augmentation: largest rotation, as a fraction of a full turn")
     zoom: float = option(0.1, "augmentation: largest zoom in or out, as a fraction")
+    slant: float = option(0.0, "augmentation: largest horizontal shear (slant), as a fraction of the height (0 = off)")
+    elastic: float = option(0.0, "augmentation: share of training images bent by a smooth random elastic distortion "
+                            "(Simard et al. 2003; 0 = off)")
+    elastic_alpha: float = option(2.0, "elastic distortion: largest displacement, in pixels of the 28x28 image")
+    pen: float = option(0.0, "augmentation: share of training images whose strokes are made thicker or thinner and "
+                        "blurred, as other pens and scanners do (0 = off)")
     lighting: float = option(0.0, "training-only uneven light: share of training images multiplied by a random "
                              "illumination field (gradient, vignette, soft shadow; 0 = off)")
     lighting_min_gain: float = option(0.3, "uneven light: the darkest one field may make a pixel, as a fraction "
@@ -60,6 +66,13 @@ class TrainConfig:
     teacher_epochs: int = option(10, "epochs of the teacher, with --distill")
     distill_temperature: float = option(4.0, "with --distill: both answers are softened (log-probabilities over "
                                         "this) before they are compared, so the teacher's second choices count")
+    label_smoothing: float = option(0.0, "label smoothing: this share of each one-hot target is spread over all "
+                                    "classes (0 = off)")
+    weight_averaging: bool = option(False, "keep an exponential moving average of the weights while training and "
+                                    "use it as the final weights (Keras' optimizer EMA)")
+    outliers: float = option(0.0, "outlier exposure: add this many non-digit drawings per training image (scribbles, "
+                             "open curves, letters, zigzags, through the upload stem) with a uniform target, so the "
+                             "model is unsure of them (digits only; 0 = off)")
     patience: int = option(0, "early stopping on validation loss after this many epochs without "
                            "improvement, keeping the best epoch's weights (0 = off)")
     validation_split: float = option(0.1, "share of training data held out for validation")
@@ -101,8 +114,9 @@ class TrainConfig:
 # ASL visibly, which is the point of that lesson.
 PRESETS: dict[tuple[str, str], dict] = {
     ("mnist", "default"): dict(
-        epochs=30, dropout=0.3, augment="constant", shift=0.08, rotation=0.03, zoom=0.08, learning_rate=1e-3,
-        patience=8,
+        epochs=20, batch_size=256, learning_rate=2e-3, cosine_decay=True, augment="constant", shift=0.08,
+        rotation=0.03, zoom=0.08, slant=0.1, elastic=0.3, elastic_alpha=1.5, pen=0.3, weight_averaging=True,
+        outliers=0.1, distill=1.0, teacher_epochs=6,
     ),
     ("asl", "default"): dict(
         epochs=70, dropout=0.15, augment="nearest", normalize=True, lighting=0.8, learning_rate=1e-3,

@@ -11,7 +11,8 @@ import numpy as np
 
 from catalog import Calibration, Family, ModelMetadata, family
 from inference import Classifier, calibration
-from training import datasets, lit, reports, store
+from preprocessing import MNIST_DIGIT
+from training import datasets, lit, outliers, reports, store
 from training.config import TrainConfig
 from training.models import build_classifier, build_teacher, distillation_model, inference_model, make_optimizer
 
@@ -115,8 +116,10 @@ def compile_model(model: keras.Model, config: TrainConfig, train_size: int = 0) 
     """Compile with the configured optimizer; with ``config.cosine_decay`` the learning rate falls
     to zero over ``config.epochs`` epochs of ``train_size`` examples."""
     decay_steps = config.epochs * -(-train_size // config.batch_size) if config.cosine_decay else 0
-    model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate, config.momentum, decay_steps),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+    optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum, decay_steps,
+                               config.weight_averaging)
+    model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                  metrics=["accuracy"])
 
 
 def announce(config: TrainConfig, fam: Family, model_name: str, splits: datasets.Splits,
@@ -136,21 +139,23 @@ def announce(config: TrainConfig, fam: Family, model_name: str, splits: datasets
 
 def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, steps: int = 8) -> dict:
     """Seconds per training step, per epoch and for the whole run (at most ``config.epochs`` epochs,
-    the teacher's epochs, the validation passes and the lit evaluation included), measured on
+    the outliers' drawing, the teacher's epochs, the validation passes and the lit evaluation included), measured on
     throwaway copies of the models: ``fit`` on ``steps`` batches three times (the first compiles; the
     faster of the other two counts, as a busy machine slows one of them), and a few lit photos made
     and answered."""
     x, y = splits.x_train[: steps * config.batch_size], splits.y_train[: steps * config.batch_size]
-    batches = -(-len(splits.x_train) // config.batch_size)
+    with_outliers = config.outliers if family(config.dataset).preprocessing == MNIST_DIGIT else 0.0
+    rows = round(len(splits.x_train) * (1 + with_outliers))
+    batches = -(-rows // config.batch_size)
     probe = build_classifier(len(fam.class_names), config, name="probe")
     teacher_total = 0.0
     if config.distill:
-        teacher = build_teacher(len(fam.class_names), config, name="probe_teacher")
-        compile_model(teacher, config, len(splits.x_train))
+        teacher = build_teacher(len(fam.class_names), teacher_config(config), name="probe_teacher")
+        compile_model(teacher, teacher_config(config), rows)
         first, teacher_step = _time_steps(teacher, x, y, config.batch_size)
         teacher_total = first + config.teacher_epochs * batches * teacher_step
         probe = distillation_model(probe, inference_model(teacher), config.distill, config.distill_temperature)
-    compile_model(probe, config, len(splits.x_train))
+    compile_model(probe, config, rows)
     first, step = _time_steps(probe, x, y, config.batch_size)
     validation = -(-len(splits.x_val) // config.batch_size) * step / 3  # forward only: ~1/3 of a step
     epoch = batches * step + validation
@@ -164,8 +169,15 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
         start = time.perf_counter()
         timed.predict(lit.lit_uploads(images, fam.preprocessing))
         per_image = (time.perf_counter() - start) / len(images)
-        lit_seconds = per_image * (min(config.lit_eval, len(splits.x_val)) + min(config.lit_eval, len(splits.x_test)))
-    return {"step": step, "epoch": epoch, "total": teacher_total + first + config.epochs * epoch + lit_seconds}
+        # the lit sets and their shadow-only twins
+        lit_seconds = 2 * per_image * (min(config.lit_eval, len(splits.x_val)) + min(config.lit_eval, len(splits.x_test)))
+    outlier_seconds = 0.0
+    if with_outliers:
+        start = time.perf_counter()
+        outliers.outlier_vectors(20, config.seed)
+        outlier_seconds = (time.perf_counter() - start) / 20 * (rows - len(splits.x_train))
+    total = outlier_seconds + teacher_total + first + config.epochs * epoch + lit_seconds
+    return {"step": step, "epoch": epoch, "total": total}
 
 
 def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float]:
@@ -184,19 +196,29 @@ def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: in
 def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit:
     """Compile and fit; with ``patience`` (and a held-out validation split) early stopping keeps the
     best epoch's weights."""
+    if config.weight_averaging and config.patience and not config.validate_on_test:
+        raise ValueError("--weight-averaging keeps the averaged weights of the last epoch, early stopping "
+                         "(--patience) a best epoch's: choose one (e.g. --patience 0 or --no-weight-averaging)")
     trainer = model
+    x_fit, y_fit = splits.x_train, splits.y_train
+    if config.outliers and family(config.dataset).preprocessing == MNIST_DIGIT:
+        x_fit, y_fit = outliers.with_outliers(x_fit, y_fit, config.outliers, config.seed)
+        print(f"outlier exposure: {len(x_fit) - len(splits.x_train)} non-digit drawings with a uniform target "
+              "added to the training data", flush=True)
     if config.distill:
-        teacher = train_teacher(model.output_shape[-1], splits, config)
+        teacher = train_teacher(model.output_shape[-1], x_fit, y_fit, splits, config)
         trainer = distillation_model(model, teacher, config.distill, config.distill_temperature)
-    compile_model(trainer, config, len(splits.x_train))
+    compile_model(trainer, config, len(x_fit))
     timer = EpochTimer()
     callbacks: list[keras.callbacks.Callback] = [timer]
+    if config.weight_averaging:  # validation measures the averaged weights, the ones that are kept
+        callbacks.append(keras.callbacks.SwapEMAWeights())
     stopper = None
     if config.patience and not config.validate_on_test:
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                                 restore_best_weights=True)
         callbacks.append(stopper)
-    history = trainer.fit(splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
+    history = trainer.fit(x_fit, y_fit, validation_data=(splits.x_val, splits.y_val),
                         epochs=config.epochs, batch_size=config.batch_size, callbacks=callbacks,
                         verbose=2 if config.quiet else "auto").history
     history = {k: [float(v) for v in values] for k, values in history.items()}
@@ -208,16 +230,28 @@ def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit
                float(np.mean(timer.seconds)) if timer.seconds else 0.0)
 
 
-def train_teacher(num_classes: int, splits: datasets.Splits, config: TrainConfig) -> keras.Model:
+def teacher_config(config: TrainConfig) -> TrainConfig:
+    """The teacher's run: ``teacher_epochs`` along a half cosine, with the plain jitter and light only.
+
+    The elastic and pen distortions cost a small network more accuracy in its few epochs than they
+    teach it, and its answers on distorted images are still good ones. No label smoothing or weight
+    averaging: a smoothed teacher's answers teach less (Mueller et al. 2019)."""
+    return replace(config, epochs=config.teacher_epochs, cosine_decay=True, label_smoothing=0.0,
+                   weight_averaging=False, elastic=0.0, pen=0.0, slant=0.0)
+
+
+def train_teacher(num_classes: int, x: np.ndarray, y: np.ndarray, splits: datasets.Splits,
+                  config: TrainConfig) -> keras.Model:
     """Fit the convolutional teacher (:func:`training.models.build_teacher`) on the same training
-    images, augmentation and light for ``config.teacher_epochs``, its learning rate falling to zero
-    along a half cosine; returns its inference model (frozen by the distillation, never saved)."""
-    teacher = build_teacher(num_classes, config)
-    schedule = replace(config, epochs=config.teacher_epochs, cosine_decay=True)
-    compile_model(teacher, schedule, len(splits.x_train))
+    rows ``x``, ``y`` (outliers included), augmentation and light for ``config.teacher_epochs``, its
+    learning rate falling to zero along a half cosine; returns its inference model (frozen by the
+    distillation, never saved), after its accuracy on ``splits``' validation rows."""
+    schedule = teacher_config(config)
+    teacher = build_teacher(num_classes, schedule)
+    compile_model(teacher, schedule, len(x))
     print(f"teacher: a small convolutional network, {config.teacher_epochs} epochs; the dense network learns "
           "from its answers next", flush=True)
-    teacher.fit(splits.x_train, splits.y_train, epochs=config.teacher_epochs, batch_size=config.batch_size,
+    teacher.fit(x, y, epochs=config.teacher_epochs, batch_size=config.batch_size,
                 verbose=2 if config.quiet else "auto")
     served = inference_model(teacher)
     served.compile(loss="categorical_crossentropy", metrics=["accuracy"])
@@ -243,12 +277,15 @@ MIN_CALIBRATION_ERRORS = 20
 
 @dataclass
 class LitSplits:
-    """The validation and test images photographed under uneven light, as uploads (encoded images)."""
+    """The validation and test images photographed under uneven light, as uploads (encoded images):
+    under any of the evaluation fields, and under a shadow only (its soft edge across the subject)."""
 
     x_val: list[bytes]
     y_val: np.ndarray  # class indices
     x_test: list[bytes]
     y_test: np.ndarray
+    x_val_shadow: list[bytes]
+    x_test_shadow: list[bytes]
 
 
 def lit_splits(splits: datasets.Splits, raw: datasets.RawData, fam: Family, config: TrainConfig) -> LitSplits | None:
@@ -259,9 +296,12 @@ def lit_splits(splits: datasets.Splits, raw: datasets.RawData, fam: Family, conf
     val_images = np.rint(splits.x_val.reshape(-1, 28, 28) * 255).astype(np.uint8)  # x_val = uint8 / 255
     val = lit.sample(len(val_images), config.lit_eval, config.seed)
     test = lit.sample(len(raw.x_test), config.lit_eval, config.seed)
+    shadow = ("shadow",)
     return LitSplits(lit.lit_uploads(val_images[val], fam.preprocessing, config.seed),
                      splits.y_val.argmax(axis=1)[val],
-                     lit.lit_uploads(raw.x_test[test], fam.preprocessing, config.seed + 1), raw.y_test[test])
+                     lit.lit_uploads(raw.x_test[test], fam.preprocessing, config.seed + 1), raw.y_test[test],
+                     lit.lit_uploads(val_images[val], fam.preprocessing, config.seed + 2, kinds=shadow),
+                     lit.lit_uploads(raw.x_test[test], fam.preprocessing, config.seed + 3, kinds=shadow))
 
 
 def calibrate(served: keras.Model, splits: datasets.Splits) -> tuple[Calibration, str]:
@@ -296,12 +336,15 @@ def lit_classifier(fam: Family, tag: str, forward) -> Classifier:
 
 
 def lit_accuracies(classifier: Classifier, lit_data: LitSplits | None) -> dict | None:
-    """Accuracy of the Classifier's answers to the lit photos of the validation and test images
-    (:func:`training.lit.accuracy`: a photo where nothing was found counts as wrong); None without them."""
+    """Accuracy of the Classifier's answers to the lit photos of the validation and test images, under
+    any field and under a shadow only (:func:`training.lit.accuracy`: a photo where nothing was found
+    counts as wrong); None without them."""
     if lit_data is None:
         return None
     accuracy = lambda x, y: lit.accuracy(classifier.predict(x), y)  # noqa: E731
     return {"validation": accuracy(lit_data.x_val, lit_data.y_val), "test": accuracy(lit_data.x_test, lit_data.y_test),
+            "validation_shadow": accuracy(lit_data.x_val_shadow, lit_data.y_val),
+            "test_shadow": accuracy(lit_data.x_test_shadow, lit_data.y_test),
             "images": len(lit_data.y_test)}
 
 
@@ -376,8 +419,11 @@ def format_summary(result: RunResult) -> str:
         lines.append("-" * 32)
         for split in ("validation", "test"):
             lines.append(f"{split + ', lit':<16}{result.lit_accuracy[split]:>6.2%}")
+        for split in ("validation", "test"):
+            if f"{split}_shadow" in result.lit_accuracy:
+                lines.append(f"{split + ', shadow':<16}{result.lit_accuracy[split + '_shadow']:>6.2%}")
         lines.append(f"(lit: up to {result.lit_accuracy['images']} images per split photographed under uneven "
-                     "light, read through the upload path)")
+                     "light, read through the upload path; shadow: under a shadow only)")
     fitted = result.fit
     weights = (f"early stopping kept the weights of epoch {fitted.weights_epoch}" if fitted.restored
                else f"weights of the last epoch, {fitted.weights_epoch}")
