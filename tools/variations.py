@@ -3,7 +3,8 @@ thinner or thicker pen, out of focus, or enlarged from a small low-resolution co
 
 Never shipped with the service: ``bench/uploads.py`` measures the digit model on each set and the
 tests take a few. Every set is dark ink on white paper (a scan or a screenshot of the digit), a PNG
-of 200-400 px, the digit (the whole 28x28 tile, margins included) filling the frame. Everything
+of 200-400 px, the 28x28 tile (its own margins included) somewhere inside it with 5-25 % more
+paper around it (the digit does not touch the frame's edge). Everything
 random comes from the ``rng`` argument, so the same generator state gives the same bytes.
 
 Sets (:data:`SETS`), sizes in the 28x28 image's pixels (MNIST's strokes are 1.8-3.3 px wide for 80 %
@@ -31,6 +32,7 @@ from PIL import Image
 from tools.uploads import check_pixels
 
 SIDES = (200, 400)  # the uploads' side in pixels
+MARGIN = (0.05, 0.25)  # paper around the 28x28 tile, each side, as a share of the tile
 _FINE = 10  # stroke changes are made on a copy upscaled this many times
 
 
@@ -92,7 +94,10 @@ def variation(pixels28: np.ndarray, name: str, rng: np.random.Generator) -> byte
         raise ValueError(f"unknown variation {name!r}; known: {', '.join(SETS)}") from None
     ink = change(check_pixels(pixels28).astype(np.float32) / 255.0, rng)
     side = int(rng.integers(SIDES[0], SIDES[1] + 1))
-    ink = cv2.resize(ink, (side, side), interpolation=cv2.INTER_AREA)
+    tile = int(round(side / (1 + 2 * rng.uniform(*MARGIN))))  # the 28x28 tile, paper around it
+    ink = cv2.resize(ink, (tile, tile), interpolation=cv2.INTER_AREA)
+    top, left = (int(v) for v in rng.integers(0, side - tile + 1, size=2))
+    ink = cv2.copyMakeBorder(ink, top, side - tile - top, left, side - tile - left, cv2.BORDER_CONSTANT, value=0)
     gray = np.rint(255.0 * (1.0 - np.clip(ink, 0.0, 1.0))).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(gray).save(buffer, "PNG")
