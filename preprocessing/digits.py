@@ -2,8 +2,9 @@
 
 The ink is found the way a document scanner finds it, with OpenCV: even out the light (divide by
 the paper's brightness, estimated by a morphological closing), threshold, take away the ruled or
-squared lines of the paper, keep the digit's connected components, and bring the strokes to
-MNIST's width; then the MNIST recipe (fit into 20x20, centre of mass at (14, 14)).
+squared lines of the paper, keep the digit's connected components (a lone dot or dash is not a
+digit), and bring the strokes to MNIST's width; then the MNIST recipe (fit into 20x20, centre of
+mass at (14, 14)).
 """
 
 from __future__ import annotations
@@ -35,14 +36,15 @@ _MIN_DIGIT_SIZE = 0.04  # a digit is at least this share of the image's short si
 _MIN_DIGIT_PIXELS = 6  # ... and this many work pixels high or wide
 # A lone dot or dash is not a digit (a tap on the drawing pad, a minus sign): the ink, measured in
 # its own pen's widths, is at most _DOT_EXTENT long every way and small in the frame (a dot), or
-# at most _DASH_ACROSS thick across its length and within _DASH_TILT degrees of horizontal (a dash;
-# a 1 is a line too, but upright or slanted); and it is alone (other ink, faint included, at most
+# at most _DASH_ACROSS thick across its length, as thick all along, and within _DASH_TILT degrees of
+# horizontal (a dash; a 1 is a line too, but upright or slanted); and it is alone (other ink, faint included, at most
 # _LONE_REST of its own) with a clear edge (a soft rim at most _SHARP_RIM of its area: a digit
 # blurred into a blob has a wide one).
 _DOT_EXTENT = 2.0
 _DOT_FRAME = 0.25  # share of the image's short side
 _DASH_ACROSS = 1.8
 _DASH_TILT = 30.0
+_DASH_EVEN = 1.5  # ... and as thick all along (slices across it: a dash 1.1, a small thick 6 with its stem 2.2)
 _FAINT_INK = (0.08, 0.15)  # faint ink: darker than the first, and than the second share of the ink's darkness
 _LONE_REST = 0.5
 _SHARP_RIM = 0.35
@@ -291,10 +293,11 @@ def _digit_pieces(
     return (digit, (y0, x0)), None
 
 
-def _ink_shape(digit: np.ndarray) -> tuple[float, float, float, float]:
-    """(pen, length, across, tilt) of the ink ``digit`` (a 0/1 mask): the pen's width (the widest
-    disc inside the ink), the ink's extent along its main axis and across it (pixels), and the main
-    axis's angle from horizontal (0-90 degrees)."""
+def _ink_shape(digit: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(pen, length, across, tilt, evenness) of the ink ``digit`` (a 0/1 mask): the pen's width
+    (the widest disc inside the ink), the ink's extent along its main axis and across it (pixels),
+    the main axis's angle from horizontal (0-90 degrees), and how even its thickness is along that
+    axis away from the ends (the thickest slice across it over the thinnest; 1 for a band)."""
     padded = cv2.copyMakeBorder(digit, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     # (a pixel's distance to the background counts its own half: a band n pixels wide peaks at (n + 1) / 2)
     pen = max(2.0 * float(cv2.distanceTransform(padded, cv2.DIST_L2, 5).max()) - 1.0, 1.0)
@@ -304,17 +307,30 @@ def _ink_shape(digit: np.ndarray) -> tuple[float, float, float, float]:
     _, axes = np.linalg.eigh(points.T @ points)  # ascending: the minor axis first
     along, across = points @ axes[:, 1], points @ axes[:, 0]
     tilt = math.degrees(math.atan2(abs(axes[1, 1]), abs(axes[0, 1])))
-    return pen, float(np.ptp(along)) + 1.0, float(np.ptp(across)) + 1.0, tilt
+    # slices one pixel thick across the main axis, over half a pen away from both ends (the round caps)
+    slot = np.floor(along - along.min()).astype(np.int64)
+    margin = math.ceil(pen / 2)
+    inner = (slot >= margin) & (slot < slot.max() - margin)
+    evenness = 1.0
+    if inner.any():
+        slots, where = np.unique(slot[inner], return_inverse=True)
+        low = np.full(len(slots), np.inf)
+        high = np.full(len(slots), -np.inf)
+        np.minimum.at(low, where, across[inner])
+        np.maximum.at(high, where, across[inner])
+        thickness = high - low + 1.0
+        evenness = float(np.percentile(thickness, 95) / max(np.percentile(thickness, 5), 1.0))
+    return pen, float(np.ptp(along)) + 1.0, float(np.ptp(across)) + 1.0, tilt, evenness
 
 
 def _dot_or_dash(digit: np.ndarray, corner: tuple[int, int], darkness: np.ndarray, peak: float) -> str | None:
     """"a dot" or "a dash" when the ink ``digit`` (its mask, at ``corner`` of ``darkness``) is only
     that, alone on the page with a clear edge; None for anything else."""
-    pen, length, across, tilt = _ink_shape(digit)
+    pen, length, across, tilt, evenness = _ink_shape(digit)
     h, w = darkness.shape
     if length <= _DOT_EXTENT * pen and max(digit.shape) <= _DOT_FRAME * min(h, w):
         mark = "a dot"
-    elif across <= _DASH_ACROSS * pen and tilt <= _DASH_TILT:
+    elif across <= _DASH_ACROSS * pen and tilt <= _DASH_TILT and evenness <= _DASH_EVEN:
         mark = "a dash"
     else:
         return None

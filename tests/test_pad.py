@@ -195,3 +195,22 @@ def test_generated_pad_drawings_through_the_stem():
     assert all(find_digit(decode_image(u)).found for u in uploads)
     for make in (pad.letter, pad.open_circle):  # the model's to answer: found, shown to it
         assert find_digit(decode_image(make(rng).upload())).found
+
+
+def test_a_small_thick_six_lying_is_not_a_dash():
+    """A 6 written small with a thick pen: its loop a filled blob, its stem on one side, the whole
+    about as wide across as the widest disc inside it and within 30 degrees of flat, like a dash;
+    but not as thick all along (a real case from MNIST's validation split, dressed as an upload)."""
+    from PIL import ImageDraw
+
+    from preprocessing.digits import _ink_shape
+
+    img = Image.new("L", (240, 240), 225)
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((95, 95, 165, 150), fill=40)
+    draw.line([(70, 70), (62, 88), (75, 118), (110, 125)], fill=40, width=26, joint="curve")
+    draw.ellipse((57, 57, 83, 83), fill=40)
+    mask = (np.asarray(img) < 130).astype(np.uint8)
+    pen, _, across, tilt, evenness = _ink_shape(mask)
+    assert across <= 1.8 * pen and tilt <= 30 and evenness > 1.5
+    assert find_digit(img).found
