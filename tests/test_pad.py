@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from preprocessing import MNIST_DIGIT, decode_image, find_digit, prepare_upload
-from tests.conftest import REPO
+from conftest import REPO
 from tools import pad
 
 APP_JS = (REPO / "service" / "web" / "app.js").read_text()
