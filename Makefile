@@ -46,7 +46,7 @@ test: setup  ## the whole test suite (set DATA_DIR for the tests on real data)
 bench-train: setup  ## train both models with the defaults and write reports/bench/train.md
 	$(PY) -m bench.training
 
-bench-uploads: train-missing  ## accuracy on raw test images vs the same images dressed as real uploads
+bench-uploads: train-missing  ## accuracy on raw test images vs the same images dressed as real uploads; pad-written and varied digits
 	$(PY) -m bench.uploads
 
 BASELINE ?=
@@ -54,7 +54,7 @@ BASELINE ?=
 bench-photos: train-missing  ## hard photos and blank pages: accuracy, share flagged, CPU per upload (BASELINE=checkout for "before")
 	$(PY) -m bench.photos $(if $(BASELINE),--baseline $(BASELINE))
 
-bench-ood: train-missing  ## non-digits / non-signs vs real test images: share answered unsure or found false; writes reports/bench/ood.md
+bench-ood: train-missing  ## non-digits / non-signs (pad drawings too) vs real test images: share answered unsure or found false; writes reports/bench/ood.md
 	$(PY) -m bench.ood
 
 BEFORE ?=

@@ -2,8 +2,9 @@
 
 The ink is found the way a document scanner finds it, with OpenCV: even out the light (divide by
 the paper's brightness, estimated by a morphological closing), threshold, take away the ruled or
-squared lines of the paper, keep the digit's connected components, and bring the strokes to
-MNIST's width; then the MNIST recipe (fit into 20x20, centre of mass at (14, 14)).
+squared lines of the paper, keep the digit's connected components (a lone dot or dash is not a
+digit), and bring the strokes to MNIST's width; then the MNIST recipe (fit into 20x20, centre of
+mass at (14, 14)).
 """
 
 from __future__ import annotations
@@ -33,6 +34,20 @@ _GROUP_GAP = 0.35  # pieces within this share of the digit's size belong to it
 _MIN_PIECE_MASS = 0.03  # pieces with less ink than this share of the largest are specks
 _MIN_DIGIT_SIZE = 0.04  # a digit is at least this share of the image's short side ...
 _MIN_DIGIT_PIXELS = 6  # ... and this many work pixels high or wide
+# A lone dot or dash is not a digit (a tap on the drawing pad, a minus sign): the ink, measured in
+# its own pen's widths, is at most _DOT_EXTENT long every way and small in the frame (a dot), or
+# at most _DASH_ACROSS thick across its length, as thick all along, and within _DASH_TILT degrees of
+# horizontal (a dash; a 1 is a line too, but upright or slanted); and it is alone (other ink, faint included, at most
+# _LONE_REST of its own) with a clear edge (a soft rim at most _SHARP_RIM of its area: a digit
+# blurred into a blob has a wide one).
+_DOT_EXTENT = 2.0
+_DOT_FRAME = 0.25  # share of the image's short side
+_DASH_ACROSS = 1.8
+_DASH_TILT = 30.0
+_DASH_EVEN = 1.5  # ... and as thick all along (slices across it: a dash 1.1, a small thick 6 with its stem 2.2)
+_FAINT_INK = (0.08, 0.15)  # faint ink: darker than the first, and than the second share of the ink's darkness
+_LONE_REST = 0.5
+_SHARP_RIM = 0.35
 # Stroke width in the 20x20 box (2 * area / contour length of the ink above half intensity): MNIST's
 # 1st-99th percentile is 1.3-4.5 px, its 10th-90th 1.8-3.3; strokes outside the first range (MNIST
 # has its own bold and thin digits, which the model knows) are brought to the second's edge.
@@ -278,6 +293,62 @@ def _digit_pieces(
     return (digit, (y0, x0)), None
 
 
+def _ink_shape(digit: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(pen, length, across, tilt, evenness) of the ink ``digit`` (a 0/1 mask): the pen's width
+    (the widest disc inside the ink), the ink's extent along its main axis and across it (pixels),
+    the main axis's angle from horizontal (0-90 degrees), and how even its thickness is along that
+    axis away from the ends (the thickest slice across it over the thinnest; 1 for a band)."""
+    padded = cv2.copyMakeBorder(digit, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    # (a pixel's distance to the background counts its own half: a band n pixels wide peaks at (n + 1) / 2)
+    pen = max(2.0 * float(cv2.distanceTransform(padded, cv2.DIST_L2, 5).max()) - 1.0, 1.0)
+    ys, xs = np.nonzero(digit)
+    points = np.stack([xs, ys], axis=1).astype(np.float64)
+    points -= points.mean(axis=0)
+    _, axes = np.linalg.eigh(points.T @ points)  # ascending: the minor axis first
+    along, across = points @ axes[:, 1], points @ axes[:, 0]
+    tilt = math.degrees(math.atan2(abs(axes[1, 1]), abs(axes[0, 1])))
+    # slices one pixel thick across the main axis, over half a pen away from both ends (the round caps)
+    slot = np.floor(along - along.min()).astype(np.int64)
+    margin = math.ceil(pen / 2)
+    inner = (slot >= margin) & (slot < slot.max() - margin)
+    evenness = 1.0
+    if inner.any():
+        slots, where = np.unique(slot[inner], return_inverse=True)
+        low = np.full(len(slots), np.inf)
+        high = np.full(len(slots), -np.inf)
+        np.minimum.at(low, where, across[inner])
+        np.maximum.at(high, where, across[inner])
+        thickness = high - low + 1.0
+        evenness = float(np.percentile(thickness, 95) / max(np.percentile(thickness, 5), 1.0))
+    return pen, float(np.ptp(along)) + 1.0, float(np.ptp(across)) + 1.0, tilt, evenness
+
+
+def _dot_or_dash(digit: np.ndarray, corner: tuple[int, int], darkness: np.ndarray, peak: float) -> str | None:
+    """"a dot" or "a dash" when the ink ``digit`` (its mask, at ``corner`` of ``darkness``) is only
+    that, alone on the page with a clear edge; None for anything else."""
+    pen, length, across, tilt, evenness = _ink_shape(digit)
+    h, w = darkness.shape
+    if length <= _DOT_EXTENT * pen and max(digit.shape) <= _DOT_FRAME * min(h, w):
+        mark = "a dot"
+    elif across <= _DASH_ACROSS * pen and tilt <= _DASH_TILT and evenness <= _DASH_EVEN:
+        mark = "a dash"
+    else:
+        return None
+    y0, x0 = corner
+    ink = np.zeros((h, w), np.uint8)
+    ink[y0 : y0 + digit.shape[0], x0 : x0 + digit.shape[1]] = digit
+    r = max(1, round(pen / 2))
+    near = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(bool)
+    ink = ink.astype(bool)
+    faint = darkness > max(_FAINT_INK[0], _FAINT_INK[1] * peak)
+    own = float(darkness[ink].sum())
+    rest = float(darkness[faint & ~near].sum())
+    rim = int(np.count_nonzero(faint & near & ~ink))
+    if rest > _LONE_REST * own or rim > _SHARP_RIM * np.count_nonzero(ink):
+        return None
+    return mark
+
+
 def _stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width in pixels: 2 * area / contour length."""
     contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
@@ -339,7 +410,7 @@ def find_digit(image: Image.Image) -> Extracted:
     """Find the digit in a photo, scan or drawing and make it MNIST-like (see ``prepare_digit``).
 
     ``reason`` says in words why there is nothing to classify (a blank page, only specks, only
-    paper lines or shadows); then ``pixels`` is all zeros.
+    paper lines or shadows, only a dot or a dash); then ``pixels`` is all zeros.
     """
     empty = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32)
     a = _work_array(image)
@@ -359,6 +430,9 @@ def find_digit(image: Image.Image) -> Extracted:
         return Extracted(empty, reason)
 
     digit, (y0, x0) = found
+    mark = _dot_or_dash(digit, (y0, x0), darkness, peak)
+    if mark is not None:
+        return Extracted(empty, f"no digit found: only {mark}")
     h, w = digit.shape
     pad = 2  # room for the soft edge
     top, left = min(y0, pad), min(x0, pad)
@@ -385,7 +459,8 @@ def prepare_digit(image: Image.Image) -> np.ndarray:
     3. Ink mask: darker than 45 % of the ink's own darkness and at least 20 % darker than the
        paper; ruled or squared paper lines (straight, thin, across the frame) are subtracted.
     4. The digit: the connected component with the most ink and the pieces near it; specks,
-       the page's edges and shadow borders along the frame are left out.
+       the page's edges and shadow borders along the frame are left out. Ink that is only a
+       dot or a flat line (a dash), alone and with a clear edge, is not a digit.
     5. Strokes much wider or thinner than MNIST's (relative to the digit's size) are eroded or
        dilated to MNIST's width.
     6. Fit into 20x20 keeping the aspect ratio (area-averaged), centre of mass at (14, 14) in
