@@ -146,7 +146,7 @@ def test_presets_keep_the_course_recipe_one_option_away():
     assert TrainConfig.from_preset("mnist").distill == 1.0 and TrainConfig.from_preset("mnist").outliers > 0
     assert TrainConfig.from_preset("mnist").lighting == 0
     tuned = TrainConfig.from_preset("mnist", epochs=3, optimizer="sgd")
-    assert (tuned.epochs, tuned.optimizer, tuned.dropout) == (3, "sgd", PRESETS[("mnist", "default")]["dropout"])
+    assert (tuned.epochs, tuned.optimizer, tuned.elastic) == (3, "sgd", PRESETS[("mnist", "default")]["elastic"])
 
 
 def test_summary_says_which_weights_it_kept(synthetic_data_dir, tmp_path, capsys):
