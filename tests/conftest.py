@@ -54,8 +54,11 @@ def served_models(tmp_path_factory) -> dict[str, str]:
     reports = tmp_path_factory.mktemp("reports")
     tags = {}
     for dataset in ("mnist", "asl"):
+        # quick models: no weight averaging (its average over ~100 steps is mostly the initial
+        # weights) and no outliers, at the batch size the quick runs always had
         config = TrainConfig.from_preset(dataset, data_dir=str(data_dir), epochs=3, limit=limits[dataset],
                                          augment="off", lighting=0.0, patience=0, teacher_epochs=1,
+                                         weight_averaging=False, outliers=0.0, batch_size=128,
                                          reports_dir=str(reports), quiet=True, lit_eval=0)
         tags[dataset] = run(config).model_tag
     return tags
