@@ -137,6 +137,11 @@ def announce(config: TrainConfig, fam: Family, model_name: str, splits: datasets
           flush=True)
 
 
+def outlier_share(config: TrainConfig) -> float:
+    """Non-digit drawings added per training image: ``config.outliers`` for digit models, else 0."""
+    return config.outliers if family(config.dataset).preprocessing == MNIST_DIGIT else 0.0
+
+
 def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, steps: int = 8) -> dict:
     """Seconds per training step, per epoch and for the whole run (at most ``config.epochs`` epochs,
     the outliers' drawing, the teacher's epochs, the validation passes and the lit evaluation included), measured on
@@ -144,7 +149,7 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
     faster of the other two counts, as a busy machine slows one of them), and a few lit photos made
     and answered."""
     x, y = splits.x_train[: steps * config.batch_size], splits.y_train[: steps * config.batch_size]
-    with_outliers = config.outliers if family(config.dataset).preprocessing == MNIST_DIGIT else 0.0
+    with_outliers = outlier_share(config)
     rows = round(len(splits.x_train) * (1 + with_outliers))
     batches = -(-rows // config.batch_size)
     probe = build_classifier(len(fam.class_names), config, name="probe")
@@ -201,8 +206,8 @@ def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit
                          "(--patience) a best epoch's: choose one (e.g. --patience 0 or --no-weight-averaging)")
     trainer = model
     x_fit, y_fit = splits.x_train, splits.y_train
-    if config.outliers and family(config.dataset).preprocessing == MNIST_DIGIT:
-        x_fit, y_fit = outliers.with_outliers(x_fit, y_fit, config.outliers, config.seed)
+    if outlier_share(config):
+        x_fit, y_fit = outliers.with_outliers(x_fit, y_fit, outlier_share(config), config.seed)
         print(f"outlier exposure: {len(x_fit) - len(splits.x_train)} non-digit drawings with a uniform target "
               "added to the training data", flush=True)
     if config.distill:
