@@ -47,6 +47,9 @@ def test_one_epoch_run_ends_in_store_and_loads_back_identically(synthetic_data_d
     out = capsys.readouterr().out
     assert f"test ECE {calibration.ece_before:.2%} before, {calibration.ece_after:.2%} after" in out
     assert "test, lit" in out and "training test_mnist_" in out and "(1 of 1)" in out
+    # the summary's accuracy column lines up, the longest row name ("validation, shadow") included
+    rows = [line for line in out.splitlines() if line.startswith(("train ", "validation", "test ", "test,"))]
+    assert len(rows) == 7 and len({line.index("%") for line in rows}) == 1, rows
 
     loaded, _ = store.load_model(result.model_tag)
     from training import datasets

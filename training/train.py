@@ -412,28 +412,25 @@ def summary_dict(result: RunResult) -> dict:
 
 def format_summary(result: RunResult) -> str:
     """The end-of-run table: accuracy and loss per split, then the overfitting verdict."""
-    lines = [
-        "",
-        f"{'split':<12}{'accuracy':>10}{'loss':>10}",
-        "-" * 32,
-    ]
+    label = len("validation, shadow")  # the longest row name, so that every number lines up
+    rule = "-" * (label + 20)
+    lines = ["", f"{'split':<{label}}{'accuracy':>10}{'loss':>10}", rule]
     for split in ("train", "validation", "test"):
         m = result.metrics[split]
-        lines.append(f"{split:<12}{m['accuracy']:>10.2%}{m['loss']:>10.4f}")
+        lines.append(f"{split:<{label}}{m['accuracy']:>10.2%}{m['loss']:>10.4f}")
     if result.lit_accuracy:
-        lines.append("-" * 32)
-        for split in ("validation", "test"):
-            lines.append(f"{split + ', lit':<16}{result.lit_accuracy[split]:>6.2%}")
-        for split in ("validation", "test"):
-            if f"{split}_shadow" in result.lit_accuracy:
-                lines.append(f"{split + ', shadow':<16}{result.lit_accuracy[split + '_shadow']:>6.2%}")
+        lines.append(rule)
+        rows = [(f"{split}, lit", split) for split in ("validation", "test")]
+        rows += [(f"{split}, shadow", f"{split}_shadow") for split in ("validation", "test")
+                 if f"{split}_shadow" in result.lit_accuracy]
+        lines += [f"{name:<{label}}{result.lit_accuracy[key]:>10.2%}" for name, key in rows]
         lines.append(f"(lit: up to {result.lit_accuracy['images']} images per split photographed under uneven "
                      "light, read through the upload path; shadow: under a shadow only)")
     fitted = result.fit
     weights = (f"early stopping kept the weights of epoch {fitted.weights_epoch}" if fitted.restored
                else f"weights of the last epoch, {fitted.weights_epoch}")
     lines += [
-        "-" * 32,
+        rule,
         f"epochs run: {fitted.epochs_run} ({weights}), {fitted.seconds_per_epoch:.1f} s per epoch",
         f"verdict: {result.verdict}",
     ]
