@@ -206,8 +206,9 @@ def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit
                          "(--patience) a best epoch's: choose one (e.g. --patience 0 or --no-weight-averaging)")
     trainer = model
     x_fit, y_fit = splits.x_train, splits.y_train
-    if outlier_share(config):
-        x_fit, y_fit = outliers.with_outliers(x_fit, y_fit, outlier_share(config), config.seed)
+    share = outlier_share(config)
+    if share:
+        x_fit, y_fit = outliers.with_outliers(x_fit, y_fit, share, config.seed)
         print(f"outlier exposure: {len(x_fit) - len(splits.x_train)} non-digit drawings with a uniform target "
               "added to the training data", flush=True)
     if config.distill:
