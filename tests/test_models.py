@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO
 from training.config import TrainConfig
-from training.models import (EMA_MOMENTUM, RandomElastic, RandomLighting, RandomPen, TeacherLoss, build_classifier,
+from training.models import (EMA_MOMENTUM, BlendPairs, RandomElastic, RandomLighting, RandomPen, TeacherLoss, build_classifier,
                              build_teacher, distillation_model, inference_model, make_optimizer)
 
 
@@ -218,14 +218,34 @@ def test_teacher_loss_is_the_softened_kl_and_only_while_training():
     quiet = TeacherLoss(1.0, temperature=1.0)
     quiet([p, q], training=False)
     assert not quiet.losses
+    both = TeacherLoss(2.0, temperature=4.0, blend_weight=0.5)  # a second pair: the answers on blends
+    np.testing.assert_array_equal(np.asarray(both([p, q, q, p], training=True)), p)
+    kl_back = np.mean(np.sum(soften(p) * np.log(soften(p) / soften(q)), axis=1))
+    assert sum(float(v) for v in both.losses) == pytest.approx(2.0 * 16.0 * kl + 0.5 * 16.0 * kl_back, rel=1e-3)
 
 
-def test_distillation_trains_the_student_and_leaves_the_teacher_alone():
+def test_blend_pairs_mixes_each_image_with_another_of_its_batch_while_training():
+    x = np.eye(8, dtype=np.float32)  # image i has its one bright pixel at i
+    np.testing.assert_array_equal(np.asarray(BlendPairs(seed=1)(x)), x)  # identity unless training
+    keras.utils.set_random_seed(2)
+    blended = np.asarray(BlendPairs(seed=3)(x, training=True))
+    np.testing.assert_allclose(blended.sum(axis=1), 1.0, rtol=1e-6)  # lam * own + (1 - lam) * partner
+    assert (blended >= 0).all() and ((blended > 1e-6).sum(axis=1) <= 2).all()
+    partners = [int(np.argmax(np.where(np.arange(8) == i, -1.0, row))) for i, row in enumerate(blended)]
+    shares = blended[np.arange(8), np.arange(8)]
+    assert ((shares > 0) & (shares <= 1)).all() and 0.1 < shares.mean() < 0.9 and np.ptp(shares) > 0.1
+    moved = [i for i in range(8) if shares[i] < 1 - 1e-6 and partners[i] != i]
+    assert len(set(partners[i] for i in moved)) == len(moved) >= 4  # partners come from a shuffle of the batch
+
+
+@pytest.mark.parametrize("blends", [0.0, 1.0])
+def test_distillation_trains_the_student_and_leaves_the_teacher_alone(blends):
     config = TrainConfig(augment="nearest", normalize=True, lighting=0.7, dropout=0.1)
     keras.utils.set_random_seed(6)
     student = build_classifier(24, config)
     teacher = inference_model(build_teacher(24, config))
-    trainer = distillation_model(student, teacher, 1.0, 4.0)
+    trainer = distillation_model(student, teacher, 1.0, 4.0, blends)
+    assert any(isinstance(layer, BlendPairs) for layer in trainer.layers) == bool(blends)
     trainer.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     x = np.random.default_rng(7).random((64, 784), dtype=np.float32)
     y = np.eye(24, dtype=np.float32)[np.arange(64) % 24]

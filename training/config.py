@@ -66,6 +66,10 @@ class TrainConfig:
     teacher_epochs: int = option(10, "epochs of the teacher, with --distill")
     distill_temperature: float = option(4.0, "with --distill: both answers are softened (log-probabilities over "
                                         "this) before they are compared, so the teacher's second choices count")
+    distill_blends: float = option(0.0, "with --distill: weight of the teacher's answers on a blended copy of each "
+                                   "batch (each image mixed with another at a random share, mixup's inputs; no "
+                                   "labels there), so the dense network learns the teacher's answers between the "
+                                   "training images too (function matching; a step costs 1.25-1.5x; 0 = off)")
     label_smoothing: float = option(0.0, "label smoothing: this share of each one-hot target is spread over all "
                                     "classes (0 = off)")
     weight_averaging: bool = option(False, "keep an exponential moving average of the weights while training and "
@@ -119,8 +123,8 @@ PRESETS: dict[tuple[str, str], dict] = {
         outliers=0.1, distill=1.0, teacher_epochs=12,
     ),
     ("asl", "default"): dict(
-        epochs=70, dropout=0.15, augment="nearest", normalize=True, lighting=0.8, learning_rate=1e-3,
-        cosine_decay=True, distill=1.0,
+        epochs=70, augment="nearest", normalize=True, lighting=0.8, learning_rate=1e-3, cosine_decay=True,
+        distill=1.0,
     ),
     ("mnist", "course"): dict(epochs=5, batch_size=32, optimizer="rmsprop", learning_rate=1e-3,
                               validate_on_test=True),

@@ -159,7 +159,8 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
         compile_model(teacher, teacher_config(config), rows)
         first, teacher_step = _time_steps(teacher, x, y, config.batch_size)
         teacher_total = first + config.teacher_epochs * batches * teacher_step
-        probe = distillation_model(probe, inference_model(teacher), config.distill, config.distill_temperature)
+        probe = distillation_model(probe, inference_model(teacher), config.distill, config.distill_temperature,
+                                   config.distill_blends)
     compile_model(probe, config, rows)
     first, step = _time_steps(probe, x, y, config.batch_size)
     validation = -(-len(splits.x_val) // config.batch_size) * step / 3  # forward only: ~1/3 of a step
@@ -213,7 +214,7 @@ def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit
               "added to the training data", flush=True)
     if config.distill:
         teacher = train_teacher(model.output_shape[-1], x_fit, y_fit, splits, config)
-        trainer = distillation_model(model, teacher, config.distill, config.distill_temperature)
+        trainer = distillation_model(model, teacher, config.distill, config.distill_temperature, config.distill_blends)
     compile_model(trainer, config, len(x_fit))
     timer = EpochTimer()
     callbacks: list[keras.callbacks.Callback] = [timer]
