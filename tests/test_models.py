@@ -12,8 +12,8 @@ import pytest
 
 from conftest import REPO
 from training.config import TrainConfig
-from training.models import (EMA_MOMENTUM, BlendPairs, RandomElastic, RandomLighting, RandomPen, TeacherLoss, build_classifier,
-                             build_teacher, distillation_model, inference_model, make_optimizer)
+from training.models import (EMA_MOMENTUM, BlendPairs, RandomElastic, RandomLighting, RandomPen, TeacherLoss,
+                             build_classifier, build_teacher, distillation_model, inference_model, make_optimizer)
 
 
 def test_course_shape_and_parameter_count():
