@@ -13,7 +13,8 @@ import pytest
 from conftest import REPO
 from training.config import TrainConfig
 from training.models import (EMA_MOMENTUM, BlendPairs, RandomElastic, RandomLighting, RandomPen, TeacherLoss,
-                             build_classifier, build_teacher, distillation_model, inference_model, make_optimizer)
+                             build_classifier, build_teacher, distillation_model, inference_model, make_optimizer,
+                             teacher_precision)
 
 
 def test_course_shape_and_parameter_count():
@@ -208,20 +209,40 @@ def test_teacher_loss_is_the_softened_kl_and_only_while_training():
     p = rng.dirichlet(np.ones(6), size=8).astype(np.float32)
     q = rng.dirichlet(np.ones(6), size=8).astype(np.float32)
     layer = TeacherLoss(2.0, temperature=4.0)
-    np.testing.assert_array_equal(np.asarray(layer([p, q], training=True)), p)  # the student passes through
+    np.testing.assert_array_equal(np.asarray(layer([p, p, q], training=True)), p)  # the output passes through
     soften = lambda a: np.exp(np.log(a) / 4.0) / np.exp(np.log(a) / 4.0).sum(1, keepdims=True)  # noqa: E731
     kl = np.mean(np.sum(soften(q) * np.log(soften(q) / soften(p)), axis=1))
     assert float(layer.losses[-1]) == pytest.approx(2.0 * 16.0 * kl, rel=1e-3)
     same = TeacherLoss(1.0, temperature=4.0)
-    same([p, p], training=True)
+    same([p, p, p], training=True)
     assert abs(float(same.losses[-1])) < 1e-5
     quiet = TeacherLoss(1.0, temperature=1.0)
-    quiet([p, q], training=False)
+    quiet([p, p, q], training=False)
     assert not quiet.losses
-    both = TeacherLoss(2.0, temperature=4.0, blend_weight=0.5)  # a second pair: the answers on blends
-    np.testing.assert_array_equal(np.asarray(both([p, q, q, p], training=True)), p)
+    other = TeacherLoss(0.5, temperature=4.0)  # the pair compared is not the output: answers on blends
+    np.testing.assert_array_equal(np.asarray(other([p, q, p], training=True)), p)
     kl_back = np.mean(np.sum(soften(p) * np.log(soften(p) / soften(q)), axis=1))
-    assert sum(float(v) for v in both.losses) == pytest.approx(2.0 * 16.0 * kl + 0.5 * 16.0 * kl_back, rel=1e-3)
+    assert float(other.losses[-1]) == pytest.approx(0.5 * 16.0 * kl_back, rel=1e-3)
+
+
+def test_teacher_precision_is_bfloat16_only_where_the_cpu_has_bfloat16_matrix_units():
+    assert teacher_precision("auto", "flags\t: fpu sse avx512f avx512_bf16 amx_tile") == "bfloat16"
+    assert teacher_precision("auto", "flags\t: fpu sse avx512f amx_bf16 amx_tile") == "bfloat16"
+    assert teacher_precision("auto", "flags\t: fpu sse avx2 avx512f avx512_vnni") == "float32"
+    assert teacher_precision("auto", "") == "float32"
+    assert teacher_precision("float32", "flags\t: amx_bf16") == "float32"  # asked for: kept
+    assert teacher_precision("bfloat16", "flags\t: sse") == "bfloat16"
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_teacher_computes_in_its_precision_and_answers_in_float32(precision):
+    teacher = build_teacher(24, TrainConfig(augment="nearest", teacher_precision=precision))
+    convolutions = [layer for layer in teacher.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convolutions) == 4 and {layer.compute_dtype for layer in convolutions} == {precision}
+    assert {w.dtype for w in teacher.weights} == {"float32"}  # the weights stay float32 either way
+    answers = inference_model(teacher).predict(np.random.default_rng(1).random((5, 784), np.float32), verbose=0)
+    assert answers.dtype == np.float32
+    np.testing.assert_allclose(answers.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_blend_pairs_mixes_each_image_with_another_of_its_batch_while_training():
@@ -238,7 +259,18 @@ def test_blend_pairs_mixes_each_image_with_another_of_its_batch_while_training()
     assert len(set(partners[i] for i in moved)) == len(moved) >= 4  # partners come from a shuffle of the batch
 
 
-@pytest.mark.parametrize("blends", [0.0, 1.0])
+def test_blend_pairs_blends_only_its_share_of_the_images():
+    x = np.eye(400, dtype=np.float32)
+    blended = np.asarray(BlendPairs(0.5, seed=4)(x, training=True))
+    kept = np.isclose(blended[np.arange(400), np.arange(400)], 1.0)
+    assert 0.4 < kept.mean() < 0.6
+    np.testing.assert_array_equal(blended[kept], x[kept])  # the rest pass unchanged
+    np.testing.assert_array_equal(np.asarray(BlendPairs(0.0, seed=4)(x, training=True)), x)
+    with pytest.raises(ValueError, match="share"):
+        BlendPairs(1.5)
+
+
+@pytest.mark.parametrize("blends", [0.0, 0.5])
 def test_distillation_trains_the_student_and_leaves_the_teacher_alone(blends):
     config = TrainConfig(augment="nearest", normalize=True, lighting=0.7, dropout=0.1)
     keras.utils.set_random_seed(6)

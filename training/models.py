@@ -11,6 +11,8 @@ same layers and weights without the training-only ones.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -242,63 +244,82 @@ def _augmented_input(config: TrainConfig):
 
 
 TEACHER_FILTERS = (32, 64)
+# CPU flags of bfloat16 matrix instructions, which oneDNN (TensorFlow's CPU kernels) uses for bfloat16
+BFLOAT16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def teacher_precision(requested: str, cpuinfo: str | None = None) -> str:
+    """``requested`` ('auto', 'float32' or 'bfloat16') made concrete: 'auto' is bfloat16 where the CPU
+    has bfloat16 matrix instructions (:data:`BFLOAT16_CPU_FLAGS` among ``cpuinfo``'s flags, by
+    default /proc/cpuinfo), float32 elsewhere, where bfloat16 is emulated and slower."""
+    if requested != "auto":
+        return requested
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:  # not Linux: no way to tell, so the safe one
+            cpuinfo = ""
+    return "bfloat16" if BFLOAT16_CPU_FLAGS & set(cpuinfo.split()) else "float32"
 
 
 def build_teacher(num_classes: int, config: TrainConfig, name: str = "teacher") -> keras.Model:
     """A small convolutional network (two blocks of two 3x3 convolutions and a 2x2 pooling, then
     Dense 256) with the student's input, augmentation and uneven light. Training-only: it learns
-    the task first, and the dense student then learns from its answers (:func:`distillation_model`)."""
+    the task first, and the dense student then learns from its answers (:func:`distillation_model`).
+    In ``config.teacher_precision`` (:func:`teacher_precision`): with bfloat16 its layers compute in
+    bfloat16 on float32 weights (Keras' mixed_bfloat16), and its probabilities come out in float32."""
     pixels, x = _augmented_input(config)
+    dtype = "mixed_bfloat16" if teacher_precision(config.teacher_precision) == "bfloat16" else None
     x = layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1), name="teacher_image")(x)
     for block, filters in enumerate(TEACHER_FILTERS, start=1):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"teacher_conv_{block}a")(x)
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"teacher_conv_{block}b")(x)
-        x = layers.MaxPooling2D(name=f"teacher_pool_{block}")(x)
-    x = layers.Flatten(name="teacher_features")(x)
-    x = layers.Dropout(0.3, name="teacher_dropout_1")(x)
-    x = layers.Dense(256, activation="relu", name="teacher_dense")(x)
-    x = layers.Dropout(0.3, name="teacher_dropout_2")(x)
-    probabilities = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+        for half in "ab":
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu", dtype=dtype,
+                              name=f"teacher_conv_{block}{half}")(x)
+        x = layers.MaxPooling2D(dtype=dtype, name=f"teacher_pool_{block}")(x)
+    x = layers.Flatten(dtype=dtype, name="teacher_features")(x)
+    x = layers.Dropout(0.3, dtype=dtype, name="teacher_dropout_1")(x)
+    x = layers.Dense(256, activation="relu", dtype=dtype, name="teacher_dense")(x)
+    x = layers.Dropout(0.3, dtype=dtype, name="teacher_dropout_2")(x)
+    probabilities = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(pixels, probabilities, name=name)
 
 
 class TeacherLoss(layers.Layer):
-    """Training-only: passes the student's probabilities through and, while training, adds
-    ``weight`` x T² x KL(teacher || student) to the loss, both answers softened at temperature T
-    (log-probabilities / T, renormalised): knowledge distillation. Given a second pair of answers
-    (``[student, teacher, student_on_blends, teacher_on_blends]``), adds the same term for it with
-    ``blend_weight``: the teacher's answers on :class:`BlendPairs` images, which have no label."""
+    """Training-only: given ``[output, student, teacher]``, passes ``output`` (the student's
+    answers on the batch, which the labels score) through and, while training, adds ``weight`` x
+    T² x KL(teacher || student) to the loss, both answers softened at temperature T
+    (log-probabilities / T, renormalised): knowledge distillation. ``student`` and ``teacher``
+    answer the same images: ``output``'s batch itself, or its :class:`BlendPairs` copy."""
 
-    def __init__(self, weight: float, temperature: float, blend_weight: float = 0.0, **kwargs):
+    def __init__(self, weight: float, temperature: float, **kwargs):
         super().__init__(**kwargs)
-        self.weight, self.temperature, self.blend_weight = float(weight), float(temperature), float(blend_weight)
-
-    def _divergence(self, student, teacher):
-        soften = lambda p: ops.log_softmax(ops.log(p + 1e-7) / self.temperature, axis=-1)  # noqa: E731
-        log_t, log_s = soften(ops.stop_gradient(teacher)), soften(student)
-        return self.temperature**2 * ops.mean(ops.sum(ops.exp(log_t) * (log_t - log_s), axis=-1))
+        self.weight, self.temperature = float(weight), float(temperature)
 
     def call(self, inputs, training=None):
-        student, teacher, *blends = inputs
+        output, student, teacher = inputs
         if training:
-            self.add_loss(self.weight * self._divergence(student, teacher))
-            if blends:
-                self.add_loss(self.blend_weight * self._divergence(*blends))
-        return student
+            soften = lambda p: ops.log_softmax(ops.log(p + 1e-7) / self.temperature, axis=-1)  # noqa: E731
+            log_t, log_s = soften(ops.stop_gradient(teacher)), soften(student)
+            divergence = ops.mean(ops.sum(ops.exp(log_t) * (log_t - log_s), axis=-1))
+            self.add_loss(self.weight * self.temperature**2 * divergence)
+        return output
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
 
 
 class BlendPairs(layers.Layer):
-    """Training-only: each image of the batch blended with another one of the same batch,
-    ``lam * x + (1 - lam) * partner``, ``lam`` uniform in 0-1 per image (mixup's inputs, Zhang et
-    al. 2018). A blend has no label; the teacher answers it, so the student learns the teacher's
-    answers between the training images too ("function matching", Beyer et al. 2022)."""
+    """Training-only: a share ``share`` of the batch's images, each blended with another image of
+    the same batch, ``lam * x + (1 - lam) * partner`` with ``lam`` uniform in 0-1 (mixup's inputs,
+    Zhang et al. 2018); the other images pass unchanged. A blend has no label; the teacher answers
+    it, so the student learns the teacher's answers between the training images too ("function
+    matching", Beyer et al. 2022)."""
 
-    def __init__(self, seed: int | None = None, **kwargs):
+    def __init__(self, share: float = 1.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.seed = seed
+        if not 0 <= share <= 1:
+            raise ValueError(f"BlendPairs: share must be in 0-1; got {share}")
+        self.share, self.seed = float(share), seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs, training=None):
@@ -307,19 +328,24 @@ class BlendPairs(layers.Layer):
         n = ops.shape(inputs)[0]
         partner = ops.take(inputs, keras.random.shuffle(ops.arange(n), seed=self.seed_generator), axis=0)
         lam = keras.random.uniform((n, 1), seed=self.seed_generator)
+        blended = keras.random.uniform((n, 1), seed=self.seed_generator) < self.share
+        lam = ops.where(blended, lam, 1.0)
         return lam * inputs + (1.0 - lam) * partner
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def get_config(self):
+        return {**super().get_config(), "share": self.share, "seed": self.seed}
+
 
 def distillation_model(student: keras.Model, teacher: keras.Model, weight: float, temperature: float,
                        blends: float = 0.0) -> keras.Model:
     """A training model around ``student`` (sharing its layers, so fitting it trains the student):
-    the frozen ``teacher`` (an :func:`inference_model`) sees each augmented, lit batch exactly as the
-    student does, and :class:`TeacherLoss` adds how far the student's answers are from its. With
-    ``blends`` > 0 both also see a :class:`BlendPairs` copy of the batch, and the student's distance
-    from the teacher there counts with that weight (a step costs 1.25-1.5 times as much)."""
+    the frozen ``teacher`` (an :func:`inference_model`) answers each augmented, lit batch, and
+    :class:`TeacherLoss` adds how far the student's answers are from its. With ``blends`` > 0
+    that share of the images the teacher answers are :class:`BlendPairs` blends (the labels still
+    score the student on the unblended batch): one teacher pass per step, as without blends."""
     teacher.trainable = False
     pixels = keras.Input(shape=(None, 1), name="pixels")
     x, seen, network = pixels, None, []
@@ -329,14 +355,13 @@ def distillation_model(student: keras.Model, teacher: keras.Model, weight: float
         if seen is not None:
             network.append(layer)
         x = layer(x)
-    answers = [x, teacher(seen)]
+    shown, answer = seen, x
     if blends:
-        blended = BlendPairs(name="blend_pairs")(seen)
-        y = blended
+        shown = BlendPairs(blends, name="blend_pairs")(seen)
+        answer = shown
         for layer in network:
-            y = layer(y)
-        answers += [y, teacher(blended)]
-    taught_loss = TeacherLoss(weight, temperature, blends, name="teacher_loss")(answers)
+            answer = layer(answer)
+    taught_loss = TeacherLoss(weight, temperature, name="teacher_loss")([x, answer, teacher(shown)])
     return keras.Model(pixels, taught_loss, name=student.name)
 
 

@@ -14,7 +14,8 @@ from inference import Classifier, calibration
 from preprocessing import MNIST_DIGIT
 from training import datasets, lit, outliers, reports, store
 from training.config import TrainConfig
-from training.models import build_classifier, build_teacher, distillation_model, inference_model, make_optimizer
+from training.models import (build_classifier, build_teacher, distillation_model, inference_model, make_optimizer,
+                             teacher_precision)
 
 
 @dataclass
@@ -75,6 +76,8 @@ def run(config: TrainConfig, position: tuple[int, int] = (1, 1)) -> RunResult:
 
     ``position``: this run's place among the runs of one command (for the opening line)."""
     fam = family(config.dataset)
+    if config.distill:  # the metadata records what the teacher really computed in
+        config = replace(config, teacher_precision=teacher_precision(config.teacher_precision))
     model_name = config.model_name or fam.store_name
     report_dir = Path(config.reports_dir) / model_name
     raw, splits = load_splits(config)
@@ -256,8 +259,8 @@ def train_teacher(num_classes: int, x: np.ndarray, y: np.ndarray, splits: datase
     schedule = teacher_config(config)
     teacher = build_teacher(num_classes, schedule)
     compile_model(teacher, schedule, len(x))
-    print(f"teacher: a small convolutional network, {config.teacher_epochs} epochs; the dense network learns "
-          "from its answers next", flush=True)
+    print(f"teacher: a small convolutional network, {config.teacher_epochs} epochs in "
+          f"{teacher_precision(config.teacher_precision)}; the dense network learns from its answers next", flush=True)
     teacher.fit(x, y, epochs=config.teacher_epochs, batch_size=config.batch_size,
                 verbose=2 if config.quiet else "auto")
     served = inference_model(teacher)
