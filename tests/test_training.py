@@ -15,7 +15,7 @@ from conftest import REPO
 from catalog import ModelMetadata
 from training import store
 from training.config import PRESETS, TrainConfig
-from training.train import estimate_seconds, overfitting_verdict, run
+from training.train import estimate_seconds, overfitting_verdict, run, training_feed
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -97,6 +97,33 @@ def test_same_seed_same_run(synthetic_data_dir, tmp_path):
     a = run(quick_config(synthetic_data_dir, tmp_path, epochs=2, save=False, seed=7))
     b = run(quick_config(synthetic_data_dir, tmp_path, epochs=2, save=False, seed=7))
     np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-4)
+
+
+def test_the_training_feed_gives_every_row_once_per_epoch_and_reshuffles():
+    x = np.arange(1000, dtype=np.float32).reshape(-1, 1) * np.ones((1, 4), np.float32)
+    y = np.eye(10, dtype=np.float32)[np.arange(1000) % 10]
+    feed = training_feed(x, y, 128, seed=0)
+    assert feed["steps_per_epoch"] == 7  # 1000 // 128: a pass leaves 104 rows over
+    batches = iter(feed["x"])
+    epochs = []
+    for _ in range(2):
+        rows = [next(batches) for _ in range(feed["steps_per_epoch"])]
+        inputs = np.concatenate([np.asarray(b[0]) for b in rows])
+        targets = np.concatenate([np.asarray(b[1]) for b in rows])
+        assert inputs.shape == (896, 4) and targets.shape == (896, 10)
+        ids = inputs[:, 0].astype(int)
+        assert len(set(ids)) == 896  # no row twice in a pass
+        assert (targets.argmax(1) == ids % 10).all()  # rows keep their labels
+        epochs.append(ids)
+    assert not np.array_equal(epochs[0], epochs[1])  # reshuffled
+    assert set(epochs[0]) != set(epochs[1])  # and a different remainder left over
+
+
+def test_the_training_feed_keeps_a_set_smaller_than_a_batch():
+    x, y = np.zeros((5, 784), np.float32), np.eye(10, dtype=np.float32)[:5]
+    feed = training_feed(x, y, 128, seed=0)
+    assert feed["steps_per_epoch"] == 1
+    assert np.asarray(next(iter(feed["x"]))[0]).shape == (5, 784)
 
 
 def test_calibration_makes_an_overconfident_model_better_calibrated():
