@@ -15,7 +15,7 @@ from conftest import REPO
 from catalog import ModelMetadata
 from training import store
 from training.config import PRESETS, TrainConfig
-from training.train import estimate_seconds, overfitting_verdict, run, training_feed
+from training.train import compile_model, estimate_seconds, overfitting_verdict, run, training_feed
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -124,6 +124,21 @@ def test_the_training_feed_keeps_a_set_smaller_than_a_batch():
     feed = training_feed(x, y, 128, seed=0)
     assert feed["steps_per_epoch"] == 1
     assert np.asarray(next(iter(feed["x"]))[0]).shape == (5, 784)
+
+
+def test_the_cosine_schedule_reaches_zero_on_the_feeds_last_step():
+    """The decay counts the steps the feed really gives (1000 rows in batches of 128: 7 per pass on
+    TensorFlow), so the learning rate is zero after the last epoch, not part-way down."""
+    import keras
+
+    x, y = np.random.default_rng(0).random((1000, 4), dtype=np.float32), np.eye(10, dtype=np.float32)[np.arange(1000) % 10]
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10, activation="softmax")])
+    config = TrainConfig(epochs=2, batch_size=128, learning_rate=1e-3, cosine_decay=True)
+    compile_model(model, config, len(x))
+    feed = training_feed(x, y, config.batch_size, seed=0)
+    model.fit(**feed, epochs=config.epochs, verbose=0)
+    assert int(model.optimizer.iterations) == 2 * feed.get("steps_per_epoch", 8)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_calibration_makes_an_overconfident_model_better_calibrated():

@@ -131,7 +131,7 @@ PRESETS: dict[tuple[str, str], dict] = {
     ),
     ("asl", "default"): dict(
         epochs=110, augment="nearest", normalize=True, lighting=0.8, learning_rate=1e-3, cosine_decay=True,
-        distill=3.0, distill_blends=0.5,
+        distill=3.0, teacher_epochs=30, distill_blends=0.5,
     ),
     ("mnist", "course"): dict(epochs=5, batch_size=32, optimizer="rmsprop", learning_rate=1e-3,
                               validate_on_test=True),

@@ -118,7 +118,7 @@ def load_splits(config: TrainConfig) -> tuple[datasets.RawData, datasets.Splits]
 def compile_model(model: keras.Model, config: TrainConfig, train_size: int = 0) -> None:
     """Compile with the configured optimizer; with ``config.cosine_decay`` the learning rate falls
     to zero over ``config.epochs`` epochs of ``train_size`` examples."""
-    decay_steps = config.epochs * -(-train_size // config.batch_size) if config.cosine_decay else 0
+    decay_steps = config.epochs * steps_per_epoch(train_size, config.batch_size) if config.cosine_decay else 0
     optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum, decay_steps,
                                config.weight_averaging)
     model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -154,7 +154,7 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
     x, y = splits.x_train[: steps * config.batch_size], splits.y_train[: steps * config.batch_size]
     with_outliers = outlier_share(config)
     rows = round(len(splits.x_train) * (1 + with_outliers))
-    batches = -(-rows // config.batch_size)
+    batches = steps_per_epoch(rows, config.batch_size)
     probe = build_classifier(len(fam.class_names), config, name="probe")
     teacher_total = 0.0
     if config.distill:
@@ -240,6 +240,15 @@ def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit
                float(np.mean(timer.seconds)) if timer.seconds else 0.0)
 
 
+def steps_per_epoch(rows: int, batch_size: int) -> int:
+    """Gradient steps in one pass over ``rows`` training rows, as :func:`training_feed` feeds them:
+    whole batches only on TensorFlow (at least one), every row on other backends. The cosine
+    schedule counts the same steps, so that its learning rate reaches zero on the last one."""
+    if keras.backend.backend() == "tensorflow":
+        return max(1, rows // batch_size)
+    return -(-rows // batch_size)
+
+
 def training_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> dict:
     """``fit``'s training data, as keyword arguments. On TensorFlow: one endless ``tf.data`` stream
     of shuffled batches (reshuffled on every pass; a pass drops the fewer than ``batch_size`` rows
@@ -257,7 +266,7 @@ def training_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> d
               .batch(batch_size, drop_remainder=rows >= batch_size).repeat()
               .map(lambda i: (tf.gather(inputs, i), tf.gather(targets, i)))
               .prefetch(tf.data.AUTOTUNE))
-    return dict(x=stream, steps_per_epoch=max(1, rows // batch_size), shuffle=False)  # the stream shuffles
+    return dict(x=stream, steps_per_epoch=steps_per_epoch(rows, batch_size), shuffle=False)  # the stream shuffles
 
 
 def teacher_config(config: TrainConfig) -> TrainConfig:
