@@ -15,7 +15,7 @@ from conftest import REPO
 from catalog import ModelMetadata
 from training import store
 from training.config import PRESETS, TrainConfig
-from training.train import compile_model, estimate_seconds, overfitting_verdict, run, training_feed
+from training.train import compile_model, estimate_seconds, overfitting_verdict, run, steps_per_epoch, training_feed
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -137,7 +137,7 @@ def test_the_cosine_schedule_reaches_zero_on_the_feeds_last_step():
     compile_model(model, config, len(x))
     feed = training_feed(x, y, config.batch_size, seed=0)
     model.fit(**feed, epochs=config.epochs, verbose=0)
-    assert int(model.optimizer.iterations) == 2 * feed.get("steps_per_epoch", 8)
+    assert int(model.optimizer.iterations) == 2 * steps_per_epoch(len(x), config.batch_size)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
 
 
