@@ -4,8 +4,10 @@ One :class:`ExecutorClient` per worker keeps one connection to its executor's so
 that are ready in the same event-loop turn go out together, one frame per model and row type (the
 executor then pools the frames of every worker into its passes). While the executor is down --
 not started yet, or being restarted after it died -- the client reconnects in the background,
-``ready`` is False (``/readyz`` answers 503), and every request gets :class:`ExecutorUnavailable`
-at once (503 with Retry-After), never a hang: requests in flight when the connection drops fail
+``ready`` is False (``/readyz`` answers 503), and a request waits at most ``connect_wait_s`` for the
+connection (another worker of the same server may already answer ``/readyz`` with 200 while this
+one is still connecting) before it gets :class:`ExecutorUnavailable` (503 with Retry-After), never a
+hang: requests in flight when the connection drops fail
 the same way, and so does a request whose answer takes longer than its deadline.
 """
 
@@ -71,9 +73,10 @@ class ExecutorClient:
     """``await client.run(model, rows)``: the model's softmax output for (n, 784) rows, computed by
     the executor in a pass shared with every worker's requests. ``model``: the family's index."""
 
-    def __init__(self, path: str, *, answer_timeout_s: float, retry_s: float = 0.1):
+    def __init__(self, path: str, *, answer_timeout_s: float, retry_s: float = 0.1, connect_wait_s: float = 0.0):
         self.path = path
         self.answer_timeout_s = answer_timeout_s
+        self.connect_wait_s = connect_wait_s
         self.retry_s = retry_s
         self._reader: FrameReader | None = None
         self._frames: dict[int, _Frame] = {}
@@ -128,6 +131,12 @@ class ExecutorClient:
             self.start()
 
     async def run(self, model: int, rows: np.ndarray) -> np.ndarray:
+        if self._reader is None and self.connect_wait_s > 0:
+            try:
+                async with asyncio.timeout(self.connect_wait_s):
+                    await self.connected.wait()
+            except TimeoutError:
+                pass
         if self._reader is None:
             raise ExecutorUnavailable("the model executor is not running (it is starting or restarting); "
                                       "retry in a moment")

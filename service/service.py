@@ -146,7 +146,8 @@ class DigitsAndSigns:
             worker = bentoml.server_context.worker_index or 1
             self.executor_client = ExecutorClient(
                 socket_path((worker - 1) % placement.executors() + 1),
-                answer_timeout_s=(SETTINGS.max_latency_ms + SETTINGS.executor_timeout_ms) / 1000)
+                answer_timeout_s=(SETTINGS.max_latency_ms + SETTINGS.executor_timeout_ms) / 1000,
+                connect_wait_s=SETTINGS.executor_connect_wait_ms / 1000)
             self.executor_client.start()
         self.classifiers, where = load_classifiers(
             SETTINGS, MODELS, DECODER, where=PLACEMENT, executor=self.executor_client,

@@ -72,6 +72,10 @@ class Settings:
     executor_timeout_ms: int = _env("EXECUTOR_TIMEOUT_MS", 5000,
                                     "a request the model executor has not answered within MAX_LATENCY_MS + this "
                                     "gets 503")
+    executor_connect_wait_ms: int = _env("EXECUTOR_CONNECT_WAIT_MS", 2000,
+                                         "a request that finds its worker not (yet, or no longer) connected to the "
+                                         "model executor waits this long for the connection before it gets 503",
+                                         minimum=0)
     inline_decode_bytes: int = _env("INLINE_DECODE_BYTES", 64 * 1024,
                                     "an upload's header is read from its first this many bytes on the event loop; "
                                     "uploads up to this size whose decode work is at most INLINE_DECODE_PIXELS are "

@@ -237,3 +237,30 @@ def test_small_passes_run_at_once_on_the_small_forward_and_long_ones_on_the_big(
     few, many = asyncio.run(main())
     assert np.allclose(few[:, 0], 0.1) and np.allclose(many[:, 0], 0.2)
     assert small.passes == [(3, "<f4")] and big.passes == [(9, "<f4")]
+
+
+def test_a_request_waits_a_bounded_moment_for_a_connecting_executor(path):
+    """Another worker may already report ready while this one still connects: its first request
+    waits for the connection (up to ``connect_wait_s``) instead of failing, and then still fails
+    fast when no executor comes."""
+    async def main():
+        client = ExecutorClient(path, answer_timeout_s=5.0, retry_s=0.02, connect_wait_s=2.0)
+        client.start()  # no executor yet
+        request = asyncio.ensure_future(client.run(0, rows(0.3)))
+        await asyncio.sleep(0.3)
+        assert not request.done() and not client.ready
+        server = ExecutorServer([StandInForward()], max_latency_s=1.0)
+        await server.serve(path)
+        answered = await asyncio.wait_for(request, 5)
+        await server.aclose()  # gone again, with no replacement: a bounded wait, then 503
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(ExecutorUnavailable, match="not running"):
+            await client.run(0, rows(0.2))
+        waited = time.monotonic() - started
+        await client.aclose()
+        return answered, waited
+
+    answered, waited = asyncio.run(main())
+    assert np.allclose(answered[:, 0], 0.3)
+    assert 1.9 < waited < 3.0
