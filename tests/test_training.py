@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import os
 import subprocess
 import sys
@@ -285,3 +286,30 @@ def test_cli_runs_the_linear_example():
     done = cli("linear", "--steps", "1")
     assert done.returncode == 0, done.stderr
     assert "-0.7" in done.stdout and "5.1" in done.stdout
+
+
+def test_the_step_time_leaves_out_what_each_fit_call_costs_once():
+    """A model whose steps take ~20 ms and whose every ``fit`` call costs 0.4 s more before it starts:
+    the estimate's step time is the step's, not the step's plus a share of the call's cost (which
+    the estimate once charged to every one of its 8 timed steps, 50 ms each here)."""
+    import keras
+
+    from training.train import _time_steps
+
+    class SlowCalls(keras.Sequential):
+        def fit(self, *args, **kwargs):
+            time.sleep(0.4)
+            return super().fit(*args, **kwargs)
+
+        def train_step(self, data):
+            time.sleep(0.02)
+            return super().train_step(data)
+
+    model = SlowCalls([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", run_eagerly=True)
+    x, y = np.zeros((24 * 8, 4), np.float32), np.tile(np.eye(2, dtype=np.float32), (12 * 8, 1))
+    first, step = _time_steps(model, x, y, batch_size=8, steps=8)
+    assert first > 0.4 + 8 * 0.02
+    assert 0.02 <= step < 0.045, step  # charging 0.4 s to 8 steps would make it 0.07
+    _, one_batch = _time_steps(model, x[:8], y[:8], batch_size=8, steps=8)  # too few for a median
+    assert one_batch > 0.02

@@ -127,7 +127,7 @@ PRESETS: dict[tuple[str, str], dict] = {
     ("mnist", "default"): dict(
         epochs=45, batch_size=256, learning_rate=2e-3, cosine_decay=True, augment="constant", shift=0.08,
         rotation=0.03, zoom=0.08, slant=0.1, elastic=0.3, elastic_alpha=1.5, pen=0.3, weight_averaging=True,
-        outliers=0.1, distill=1.0, teacher_epochs=20, distill_blends=0.5,
+        outliers=0.1, distill=1.0, teacher_epochs=12, distill_blends=0.5,
     ),
     ("asl", "default"): dict(
         epochs=110, augment="nearest", normalize=True, lighting=0.8, learning_rate=1e-3, cosine_decay=True,

@@ -148,24 +148,23 @@ def outlier_share(config: TrainConfig) -> float:
 def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, steps: int = 8) -> dict:
     """Seconds per training step, per epoch and for the whole run (at most ``config.epochs`` epochs,
     the outliers' drawing, the teacher's epochs, the validation passes and the lit evaluation included), measured on
-    throwaway copies of the models: ``fit`` on ``steps`` batches three times (the first compiles; the
-    faster of the other two counts, as a busy machine slows one of them), and a few lit photos made
-    and answered."""
-    x, y = splits.x_train[: steps * config.batch_size], splits.y_train[: steps * config.batch_size]
+    throwaway copies of the models: ``fit`` on ``steps`` batches (it compiles) and on ``3 * steps``
+    batches (timed; see :func:`_time_steps`), and a few lit photos made and answered."""
+    x, y = splits.x_train[: 3 * steps * config.batch_size], splits.y_train[: 3 * steps * config.batch_size]
     with_outliers = outlier_share(config)
     rows = round(len(splits.x_train) * (1 + with_outliers))
     batches = steps_per_epoch(rows, config.batch_size)
     probe = build_classifier(len(fam.class_names), config, name="probe")
-    teacher_total = 0.0
+    teacher_total = teacher_step = 0.0
     if config.distill:
         teacher = build_teacher(len(fam.class_names), teacher_config(config), name="probe_teacher")
         compile_model(teacher, teacher_config(config), rows)
-        first, teacher_step = _time_steps(teacher, x, y, config.batch_size)
+        first, teacher_step = _time_steps(teacher, x, y, config.batch_size, steps)
         teacher_total = first + config.teacher_epochs * batches * teacher_step
         probe = distillation_model(probe, inference_model(teacher), config.distill, config.distill_temperature,
                                    config.distill_blends)
     compile_model(probe, config, rows)
-    first, step = _time_steps(probe, x, y, config.batch_size)
+    first, step = _time_steps(probe, x, y, config.batch_size, steps)
     validation = -(-len(splits.x_val) // config.batch_size) * step / 3  # forward only: ~1/3 of a step
     epoch = batches * step + validation
     lit_seconds = 0.0
@@ -186,20 +185,34 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
         outliers.outlier_vectors(20, config.seed)
         outlier_seconds = (time.perf_counter() - start) / 20 * (rows - len(splits.x_train))
     total = outlier_seconds + teacher_total + first + config.epochs * epoch + lit_seconds
-    return {"step": step, "epoch": epoch, "total": total}
+    return {"step": step, "teacher_step": teacher_step, "epoch": epoch, "total": total}
 
 
-def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float]:
-    """Seconds of the first (compiling) ``fit`` over ``x``, and per step of the faster of two more."""
+class _StepClock(keras.callbacks.Callback):
+    """When each training batch ended."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+
+
+def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, steps: int) -> tuple[float, float]:
+    """Seconds of the first (compiling) ``fit`` over the first ``steps`` batches, and per step: the
+    median time between the ends of two batches in a ``fit`` over all of ``x``. What each ``fit``
+    call costs once (its iterator, the epoch's end) is left out, and so are the steps a busy machine
+    slowed."""
     start = time.perf_counter()
-    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+    model.fit(x[: steps * batch_size], y[: steps * batch_size], batch_size=batch_size, epochs=1, verbose=0)
     first = time.perf_counter() - start  # compiling: once more for the real model
-    timed = []
-    for _ in range(2):
-        start = time.perf_counter()
-        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
-        timed.append(time.perf_counter() - start)
-    return first, min(timed) / -(-len(x) // batch_size)
+    clock = _StepClock()
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, callbacks=[clock])
+    if len(clock.ends) < 3:  # too few batches for a median: the whole call, per batch
+        return first, (time.perf_counter() - start) / max(1, len(clock.ends))
+    return first, float(np.median(np.diff(clock.ends)))
 
 
 def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit:
