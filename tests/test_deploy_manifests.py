@@ -245,7 +245,8 @@ def test_shutdown_timing(rendered):
     # the longest request: the service's own bound (traffic timeout), over its forward-pass budget,
     # and over the gateway's request timeout where there is one
     variables = settings(deployment)
-    request_s = max(traffic_timeout_s(), (variables.max_latency_ms + variables.executor_timeout_ms) / 1000)
+    forward_pass_ms = variables.executor_connect_wait_ms + variables.max_latency_ms + variables.executor_timeout_ms
+    request_s = max(traffic_timeout_s(), forward_pass_ms / 1000)
     if overlay == "frontdoor":
         request_s = max(request_s, seconds(objects["BackendTrafficPolicy"]["spec"]["timeout"]["http"]["requestTimeout"]))
     assert pod["terminationGracePeriodSeconds"] >= pre_stop_s + drain + request_s + EXIT_MARGIN_S
