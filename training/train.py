@@ -155,7 +155,7 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
     rows = round(len(splits.x_train) * (1 + with_outliers))
     batches = steps_per_epoch(rows, config.batch_size)
     probe = build_classifier(len(fam.class_names), config, name="probe")
-    teacher_total = teacher_step = 0.0
+    teacher_total = 0.0
     if config.distill:
         teacher = build_teacher(len(fam.class_names), teacher_config(config), name="probe_teacher")
         compile_model(teacher, teacher_config(config), rows)
@@ -185,18 +185,7 @@ def estimate_seconds(config: TrainConfig, fam: Family, splits: datasets.Splits, 
         outliers.outlier_vectors(20, config.seed)
         outlier_seconds = (time.perf_counter() - start) / 20 * (rows - len(splits.x_train))
     total = outlier_seconds + teacher_total + first + config.epochs * epoch + lit_seconds
-    return {"step": step, "teacher_step": teacher_step, "epoch": epoch, "total": total}
-
-
-class _StepClock(keras.callbacks.Callback):
-    """When each training batch ended."""
-
-    def __init__(self):
-        super().__init__()
-        self.ends: list[float] = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.ends.append(time.perf_counter())
+    return {"step": step, "epoch": epoch, "total": total}
 
 
 def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, steps: int) -> tuple[float, float]:
@@ -207,12 +196,13 @@ def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: in
     start = time.perf_counter()
     model.fit(x[: steps * batch_size], y[: steps * batch_size], batch_size=batch_size, epochs=1, verbose=0)
     first = time.perf_counter() - start  # compiling: once more for the real model
-    clock = _StepClock()
+    ends: list[float] = []
+    clock = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter()))
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, callbacks=[clock])
-    if len(clock.ends) < 3:  # too few batches for a median: the whole call, per batch
-        return first, (time.perf_counter() - start) / max(1, len(clock.ends))
-    return first, float(np.median(np.diff(clock.ends)))
+    if len(ends) < 3:  # too few batches for a median: the whole call, per batch
+        return first, (time.perf_counter() - start) / max(1, len(ends))
+    return first, float(np.median(np.diff(ends)))
 
 
 def fit(model: keras.Model, splits: datasets.Splits, config: TrainConfig) -> Fit:
