@@ -20,7 +20,7 @@ QUIET_TF := TF_CPP_MIN_LOG_LEVEL=2
 HIDE_TF_NOISE := 2> >(grep --line-buffered -v -E '$(TF_NOISE)' >&2)
 endif
 
-.PHONY: setup train train-missing serve test bench-train bench-uploads bench-photos bench-ood bench-hostile bento clean loadtest soak bench bench-gpu bench-transport peers-setup bench-peers
+.PHONY: setup train train-gpu train-missing serve test bench-train bench-uploads bench-photos bench-ood bench-hostile bento clean loadtest soak bench bench-gpu bench-transport peers-setup bench-peers
 
 setup: $(STAMP)
 
@@ -109,6 +109,20 @@ bench-gpu:
 	python3 -m pip install -q --no-index --no-deps --no-compile --target $(GPU_SITE) $(GPU_WHEELS)/*.whl
 	PYTHONPATH=$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} KERAS_BACKEND=jax PYTHONUNBUFFERED=1 \
 		python3 -m bench.gpu $(BENCH_GPU_ARGS)
+endif
+
+# Training on a GPU: the same recipe on Keras' JAX backend (docs/training.md, "Training on a GPU").
+# With GPU_WHEELS as above (the machine's python3 has a CUDA jax), else .venv needs a CUDA jax:
+# .venv/bin/pip install "jax[cuda12]==0.10.2". TRAIN_ARGS: more options for python -m training all.
+TRAIN_ARGS ?=
+ifeq ($(GPU_WHEELS),)
+train-gpu: setup  ## train both models on a GPU (Keras on JAX, the recipe of make train); .venv needs jax[cuda12]
+	KERAS_BACKEND=jax $(PY) -m training all $(TRAIN_ARGS)
+else
+train-gpu:
+	python3 -m pip install -q --no-index --no-deps --no-compile --target $(GPU_SITE) $(GPU_WHEELS)/*.whl
+	PYTHONPATH=$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} KERAS_BACKEND=jax PYTHONUNBUFFERED=1 \
+		python3 -m training all $(TRAIN_ARGS)
 endif
 
 # Container image and Kubernetes (deploy/, docs/deploy.md). The engine: Docker where its daemon

@@ -14,7 +14,7 @@ from conftest import REPO
 from training.config import TrainConfig
 from training.models import (EMA_MOMENTUM, BlendPairs, RandomElastic, RandomLighting, RandomPen, TeacherLoss,
                              build_classifier, build_teacher, distillation_model, inference_model, make_optimizer,
-                             teacher_precision)
+                             teacher_precision, training_gpu)
 
 
 def test_course_shape_and_parameter_count():
@@ -226,12 +226,29 @@ def test_teacher_loss_is_the_softened_kl_and_only_while_training():
 
 
 def test_teacher_precision_is_bfloat16_only_where_the_cpu_has_bfloat16_matrix_units():
-    assert teacher_precision("auto", "flags\t: fpu sse avx512f avx512_bf16 amx_tile") == "bfloat16"
-    assert teacher_precision("auto", "flags\t: fpu sse avx512f amx_bf16 amx_tile") == "bfloat16"
-    assert teacher_precision("auto", "flags\t: fpu sse avx2 avx512f avx512_vnni") == "float32"
-    assert teacher_precision("auto", "") == "float32"
-    assert teacher_precision("float32", "flags\t: amx_bf16") == "float32"  # asked for: kept
-    assert teacher_precision("bfloat16", "flags\t: sse") == "bfloat16"
+    cpu = ()  # training on the CPU
+    assert teacher_precision("auto", "flags\t: fpu sse avx512f avx512_bf16 amx_tile", cpu) == "bfloat16"
+    assert teacher_precision("auto", "flags\t: fpu sse avx512f amx_bf16 amx_tile", cpu) == "bfloat16"
+    assert teacher_precision("auto", "flags\t: fpu sse avx2 avx512f avx512_vnni", cpu) == "float32"
+    assert teacher_precision("auto", "", cpu) == "float32"
+    assert teacher_precision("float32", "flags\t: amx_bf16", cpu) == "float32"  # asked for: kept
+    assert teacher_precision("bfloat16", "flags\t: sse", cpu) == "bfloat16"
+
+
+def test_teacher_precision_on_a_gpu_follows_its_tensor_cores_not_the_cpu():
+    assert teacher_precision("auto", "flags\t: fpu sse avx2", (9, 0)) == "bfloat16"  # H100: bfloat16 tensor cores
+    assert teacher_precision("auto", "flags\t: fpu sse avx2", (8, 0)) == "bfloat16"  # A100
+    assert teacher_precision("auto", "flags\t: avx512_bf16 amx_bf16", (7, 5)) == "float32"  # T4: emulated there
+    assert teacher_precision("float32", "", (9, 0)) == "float32"  # asked for: kept
+
+
+def test_training_gpu_is_empty_without_a_gpu():
+    from execution.placement import visible_gpus
+
+    if visible_gpus():
+        pytest.skip("this machine has a GPU")
+    assert training_gpu() == ()
+    assert teacher_precision("auto", "flags\t: fpu sse avx2") == "float32"  # the default reads this machine
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])

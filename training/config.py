@@ -67,8 +67,9 @@ class TrainConfig:
     teacher_epochs: int = option(10, "epochs of the teacher, with --distill")
     teacher_precision: str = option("auto", "with --distill: the teacher's arithmetic. 'bfloat16' (Keras' "
                                     "mixed_bfloat16) is about 3x faster on a CPU with bfloat16 matrix units (AMX, "
-                                    "AVX-512 BF16) and much slower on one without; 'auto' picks it where the CPU has "
-                                    "them. The dense network always trains and is saved in float32",
+                                    "AVX-512 BF16) and much slower on one without; 'auto' picks it on a GPU with "
+                                    "bfloat16 tensor cores (Ampere on) and, without a GPU, where the CPU has them. "
+                                    "The dense network always trains and is saved in float32",
                                     choices=TEACHER_PRECISIONS)
     distill_temperature: float = option(4.0, "with --distill: both answers are softened (log-probabilities over "
                                         "this) before they are compared, so the teacher's second choices count")

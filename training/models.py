@@ -248,18 +248,48 @@ TEACHER_FILTERS = (32, 64)
 BFLOAT16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 
-def teacher_precision(requested: str, cpuinfo: str | None = None) -> str:
-    """``requested`` ('auto', 'float32' or 'bfloat16') made concrete: 'auto' is bfloat16 where the CPU
-    has bfloat16 matrix instructions (:data:`BFLOAT16_CPU_FLAGS` among ``cpuinfo``'s flags, by
-    default /proc/cpuinfo), float32 elsewhere, where bfloat16 is emulated and slower."""
+def teacher_precision(requested: str, cpuinfo: str | None = None, gpu: tuple[int, int] | None = None) -> str:
+    """``requested`` ('auto', 'float32' or 'bfloat16') made concrete. 'auto' is bfloat16 where the
+    training computes on a GPU with bfloat16 tensor cores (``gpu``: its compute capability, by
+    default :func:`training_gpu`'s; 8.0 and later, Ampere on) or, without a GPU, where the CPU has
+    bfloat16 matrix instructions (:data:`BFLOAT16_CPU_FLAGS` among ``cpuinfo``'s flags, by default
+    /proc/cpuinfo); float32 elsewhere, where bfloat16 is emulated and slower."""
     if requested != "auto":
         return requested
+    gpu = training_gpu() if gpu is None else gpu
+    if gpu:
+        return "bfloat16" if gpu >= (8, 0) else "float32"
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:  # not Linux: no way to tell, so the safe one
             cpuinfo = ""
     return "bfloat16" if BFLOAT16_CPU_FLAGS & set(cpuinfo.split()) else "float32"
+
+
+def training_gpu() -> tuple[int, int] | tuple[()]:
+    """The compute capability of the GPU that Keras' backend trains on, or ``()`` on a CPU."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            if jax.default_backend() == "gpu":
+                return tuple(int(part) for part in str(jax.devices()[0].compute_capability).split(".")[:2])
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                return tuple(tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0)))
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return tuple(torch.cuda.get_device_capability(0))
+    except (AttributeError, RuntimeError, ValueError):  # a device that does not say: treated as no GPU
+        return ()
+    return ()
 
 
 def build_teacher(num_classes: int, config: TrainConfig, name: str = "teacher") -> keras.Model:
