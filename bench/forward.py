@@ -33,6 +33,7 @@ def cpu_ms_per_call(fn, x, seconds: float = 2.0) -> float:
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
+    from execution.forward import load_model  # registers the project's own layers
 
     from catalog import FAMILIES
     from execution import runtime
@@ -44,7 +45,7 @@ def main() -> None:
     runtime.configure(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
     family = FAMILIES[0]
     stored = StoredModel.of(family, reference(family))
-    model = keras.saving.load_model(stored.path)
+    model = load_model(stored.path)
     compiled = CompiledForward(model, settings.buckets, xla=settings.xla, name=stored.tag)
     ways = {f"service ({compiled.compiled})": compiled,
             "keras predict_on_batch": lambda x: np.asarray(model.predict_on_batch(x))}

@@ -55,13 +55,14 @@ def raw_model(seconds: float) -> dict:
     os.environ.setdefault("KERAS_BACKEND", "jax")
     import jax
     import keras
+    from execution.forward import load_model  # registers the project's own layers
 
     from catalog import FAMILIES, MODEL_FILE
 
     try:
         import bentoml
 
-        model = keras.saving.load_model(bentoml.models.get(FAMILIES[0].model_tag).path_of(MODEL_FILE))
+        model = load_model(bentoml.models.get(FAMILIES[0].model_tag).path_of(MODEL_FILE))
         source = "stored"
     except Exception:  # no store here: the same architecture
         model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(512, activation="relu"),

@@ -116,12 +116,12 @@ def largest_threshold(outcome: Outcome, target: float) -> float:
 
 def evaluate(fam: Family, raw_by_route: dict, args, threshold: float) -> FamilyResult:
     import bentoml
-    import keras
+    from execution.forward import load_model  # registers the project's own layers
 
     from training import datasets
 
     entry = bentoml.models.get(fam.model_tag)
-    model = keras.saving.load_model(entry.path_of(MODEL_FILE))
+    model = load_model(entry.path_of(MODEL_FILE))
     metadata = ModelMetadata.from_store(entry.info.metadata)
     raw = raw_by_route[fam.route]
     splits = datasets.prepare(raw, validation_split=float(metadata.training.get("validation_split", 0.1)),

@@ -127,10 +127,10 @@ def run_stems(uploads: list[bytes], classifier: Classifier, baseline) -> tuple[S
 def evaluate(fam: Family, x: np.ndarray, y: np.ndarray, args, baseline) -> dict:
     """Every set of one family: accuracy (right and found), flagged share, CPU ms per upload."""
     import bentoml
-    import keras
+    from execution.forward import load_model  # registers the project's own layers
 
     entry = bentoml.models.get(fam.model_tag)
-    model = keras.saving.load_model(entry.path_of(MODEL_FILE))
+    model = load_model(entry.path_of(MODEL_FILE))
     classifier = Classifier(str(entry.tag), ModelMetadata.from_store(entry.info.metadata),
                             lambda rows: model.predict(rows, batch_size=1024, verbose=0))
     preprocessing = classifier.preprocessing

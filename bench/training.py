@@ -35,13 +35,20 @@ ABLATION: dict[str, tuple[tuple[str, list[str]], ...]] = {
     ),
     "asl": (  # the default has no dropout: with the teacher, dropout cost the shadowed photos (docs/training.md)
         ("no regularisation", ["--augment", "off", "--no-normalize", "--lighting", "0", "--no-cosine-decay",
-                               "--distill", "0"]),
-        ("+ augmentation", ["--no-normalize", "--lighting", "0", "--no-cosine-decay", "--distill", "0"]),
-        ("+ augmentation + standardisation", ["--lighting", "0", "--no-cosine-decay", "--distill", "0"]),
-        ("+ augmentation + standardisation + uneven light", ["--no-cosine-decay", "--distill", "0"]),
-        ("+ augmentation + standardisation + uneven light + cosine decay", ["--distill", "0"]),
-        ("+ augmentation + standardisation + uneven light + cosine decay + teacher", ["--distill-blends", "0"]),
-        ("+ augmentation + standardisation + uneven light + cosine decay + teacher + blended pairs (default)", []),
+                               "--distill", "0", "--local-contrast", "0"]),
+        ("+ augmentation", ["--no-normalize", "--lighting", "0", "--no-cosine-decay", "--distill", "0",
+                            "--local-contrast", "0"]),
+        ("+ augmentation + standardisation", ["--lighting", "0", "--no-cosine-decay", "--distill", "0",
+                                              "--local-contrast", "0"]),
+        ("+ augmentation + standardisation + uneven light", ["--no-cosine-decay", "--distill", "0",
+                                                             "--local-contrast", "0"]),
+        ("+ augmentation + standardisation + uneven light + cosine decay", ["--distill", "0", "--local-contrast", "0"]),
+        ("+ augmentation + standardisation + uneven light + cosine decay + teacher",
+         ["--distill-blends", "0", "--local-contrast", "0"]),
+        ("+ augmentation + standardisation + uneven light + cosine decay + teacher + blended pairs",
+         ["--local-contrast", "0"]),
+        ("+ augmentation + standardisation + uneven light + cosine decay + teacher + blended pairs + local contrast "
+         "(default)", []),
     ),
 }
 

@@ -81,10 +81,10 @@ def evaluate(fam: Family, x: np.ndarray, y: np.ndarray, n: int, seed: int, n_set
     """Accuracy of one stored model on n test images: raw, as plain PNG files, and dressed; for
     digits, with ``n_sets`` > 0, also the pad and variation sets (``digit_sets``) at ``unsure_below``."""
     import bentoml
-    import keras
+    from execution.forward import load_model  # registers the project's own layers
 
     entry = bentoml.models.get(fam.model_tag)
-    model = keras.saving.load_model(entry.path_of(MODEL_FILE))
+    model = load_model(entry.path_of(MODEL_FILE))
     forward = lambda rows: model.predict(rows, batch_size=1024, verbose=0)  # noqa: E731
     classifier = Classifier(str(entry.tag), ModelMetadata.from_store(entry.info.metadata), forward,
                             unsure_below=unsure_below)

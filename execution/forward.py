@@ -137,7 +137,9 @@ def _as_float(rows: np.ndarray) -> np.ndarray:
 
 
 def load_model(path: str):
-    """A ``model.keras`` file, loaded with Keras."""
+    """A ``model.keras`` file, loaded with Keras (the project's own layers registered first)."""
     import keras
+
+    import execution.layers  # noqa: F401  (registers LocalContrast)
 
     return keras.saving.load_model(path)

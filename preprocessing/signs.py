@@ -39,7 +39,8 @@ def prepare_sign(image: Image.Image) -> np.ndarray:
     """Normalise a hand-sign photo the way Sign Language MNIST was made.
 
     Grayscale, centre square crop, resize to 28x28 (Lanczos, area-antialiased when shrinking).
-    No polarity change and no evening-out of the light: a flat field (dividing by a blurred copy)
-    costs accuracy on the real test split (see docs/photos.md). Returns (28, 28) float32 in 0..1.
+    No polarity change and no evening-out of the light here: the sign model does that itself, as
+    its first layer (``execution.layers.LocalContrast``, trained with it); a flat field at serving
+    time only would be a training/serving skew (docs/photos.md). Returns (28, 28) float32 in 0..1.
     """
     return find_sign(image).pixels

@@ -44,3 +44,23 @@ def pixels_to_model_input(pixels) -> np.ndarray:
         if lo < 0 or hi > 255:
             raise ValueError(f"pixel values must be in 0..255, got range {lo}..{hi}")
     return (a.reshape(a.shape[0], VECTOR_LENGTH).astype(np.float32)) / np.float32(255)
+
+
+def blur_matrix(side: int, sigma: float) -> np.ndarray:
+    """(side, side) float32 whose row *i* holds the Gaussian weights around pixel *i* (``sigma``
+    pixels, cut at 3 sigma), scaled to sum to one over the pixels inside the frame: ``G @ X @ G.T``
+    blurs a (side, side) image ``X`` without darkening its border (a normalised convolution)."""
+    radius = int(np.ceil(3 * sigma))
+    offsets = (np.arange(side)[None, :] - np.arange(side)[:, None]).astype(np.float64)
+    weights = np.where(np.abs(offsets) <= radius, np.exp(-offsets ** 2 / (2 * sigma ** 2)), 0.0)
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def local_contrast(vectors: np.ndarray, sigma: float, epsilon: float) -> np.ndarray:
+    """(n, 784) inputs, each pixel divided by the image blurred over ``sigma`` pixels plus
+    ``epsilon``: numpy's form of the sign model's ``LocalContrast`` layer (``execution.layers``),
+    for forward passes without Keras."""
+    images = np.asarray(vectors, dtype=np.float32).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    g = blur_matrix(IMAGE_SIDE, sigma)
+    return (images / (g @ images @ g.T + np.float32(epsilon))).reshape(len(images), VECTOR_LENGTH)
+

@@ -306,3 +306,55 @@ def test_distillation_trains_the_student_and_leaves_the_teacher_alone(blends):
     served = inference_model(student)  # what is saved: the course's dense network, nothing of the teacher
     assert served.count_params() == 784 * 512 + 512 + 512 * 512 + 512 + 512 * 24 + 24
     assert not any(isinstance(layer, (TeacherLoss, keras.Model)) or "teacher" in layer.name for layer in served.layers)
+
+
+def test_local_contrast_cancels_a_slow_light_field_and_keeps_shapes():
+    from execution.layers import LocalContrast, blur_matrix
+
+    rng = np.random.default_rng(5)
+    blur = blur_matrix(28, 2.0)
+    np.testing.assert_allclose(blur.sum(axis=1), 1.0, rtol=1e-6)  # normalised inside the frame
+    assert blur[0, 7] == 0 and blur[0, 6] > 0  # cut at 3 sigma
+    layer = LocalContrast(2.0, epsilon=1e-4)
+    hands = np.clip(rng.random((8, 28, 28)) * 0.3 + 0.5, 0, 1).astype(np.float32)
+    hands[:, 8:20, 10:18] += 0.3  # a shape
+    x = hands.reshape(8, 784)
+    yy, xx = np.mgrid[0:28, 0:28] / 27.0
+    slow = (0.45 + 0.5 * xx * yy).reshape(1, 784).astype(np.float32)  # a gradient from 0.45 to 0.95
+    plain, lit = np.asarray(layer(x)), np.asarray(layer(x * slow))
+    # the field moves the raw pixels by up to 55 %, the output by a few per cent
+    assert (np.abs(x * slow - x) / x).max() > 0.5
+    assert np.median(np.abs(lit - plain) / np.abs(plain)) < 0.03
+    # a uniform image has no contrast left; a shape keeps it
+    flat = np.asarray(layer(np.full((1, 784), 0.6, np.float32)))
+    np.testing.assert_allclose(flat, 1.0, atol=1e-3)
+    edges = plain.reshape(8, 28, 28)
+    assert edges[:, 9:19, 10].mean() > edges[:, 9:19, 9].mean() + 0.2  # the shape's edge, inside against outside
+
+
+def test_local_contrast_is_in_the_served_sign_model_not_its_teacher_and_loads_without_training(tmp_path):
+    config = TrainConfig.from_preset("asl", "default", hidden=(16,))
+    assert config.local_contrast == 2.0 and TrainConfig.from_preset("mnist", "default").local_contrast == 0
+    model = build_classifier(24, config)
+    served = inference_model(model)
+    names = [layer.name for layer in served.layers]
+    assert names.index("local_contrast") < names.index("per_image_standardize")  # before the standardisation
+    from training.train import teacher_config
+
+    assert "local_contrast" not in {layer.name for layer in build_teacher(24, teacher_config(config)).layers}
+    path = tmp_path / "model.keras"
+    served.save(path)
+    x = np.random.default_rng(3).random((4, 784), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", np.asarray(served(x)))
+    # the service's loader, in a process that never imports the training package
+    script = ("import sys, numpy as np\n"
+              "from execution.forward import load_model\n"
+              f"m = load_model({str(path)!r})\n"
+              f"x = np.load({str(tmp_path / 'x.npy')!r}); e = np.load({str(tmp_path / 'expected.npy')!r})\n"
+              "assert np.allclose(np.asarray(m(x)), e, atol=1e-5)\n"
+              "assert not any(name.startswith('training') for name in sys.modules)\n"
+              "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")

@@ -60,6 +60,9 @@ class TrainConfig:
                              "illumination field (gradient, vignette, soft shadow; 0 = off)")
     lighting_min_gain: float = option(0.3, "uneven light: the darkest one field may make a pixel, as a fraction "
                                       "of its brightness (fields combine)")
+    local_contrast: float = option(0.0, "each pixel divided by a copy of the image blurred over this many pixels "
+                                   "(of 28), inside the served model, before the standardisation: slow light "
+                                   "fields such as a shadow's inside cancel (0 = off)")
     normalize: bool = option(False, "per-image standardisation inside the model")
     distill: float = option(0.0, "knowledge distillation: weight of a convolutional teacher's answers in the dense "
                             "network's loss (the teacher trains first on the same augmented images and is not "
@@ -132,7 +135,7 @@ PRESETS: dict[tuple[str, str], dict] = {
     ),
     ("asl", "default"): dict(
         epochs=110, augment="nearest", normalize=True, lighting=0.8, learning_rate=1e-3, cosine_decay=True,
-        distill=3.0, teacher_epochs=30, distill_blends=0.5,
+        distill=3.0, teacher_epochs=30, distill_blends=0.5, local_contrast=2.0,
     ),
     ("mnist", "course"): dict(epochs=5, batch_size=32, optimizer="rmsprop", learning_rate=1e-3,
                               validate_on_test=True),

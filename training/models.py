@@ -1,8 +1,9 @@
 """The course's dense classifier: 784 -> Dense 512 -> Dense 512 -> softmax, built with plain Keras layers.
 
-Everything the model needs beyond the course's input (pixels scaled to 0-1) lives inside it as
-built-in Keras layers, so ``model.keras`` loads with ``keras.saving.load_model`` anywhere:
-optional per-image standardisation (a LayerNormalization without learned scale) and, while
+Everything the model needs beyond the course's input (pixels scaled to 0-1) lives inside it:
+optional local contrast (:class:`execution.layers.LocalContrast`, the one layer of this project
+a served model may hold; ``execution.forward.load_model`` registers it), optional per-image
+standardisation (a LayerNormalization without learned scale) and, while
 training, random shifts, small rotations and zooms, and uneven light (:class:`RandomLighting`,
 this module's only own layer). Keras' random image layers augment on a plain ``model(x)`` call
 unless ``training=False`` is passed, so what is saved and served is :func:`inference_model`: the
@@ -17,6 +18,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from execution.layers import LocalContrast
 from preprocessing import VECTOR_LENGTH
 from preprocessing import IMAGE_SIDE
 from training.config import TrainConfig
@@ -205,7 +207,8 @@ def build_classifier(num_classes: int, config: TrainConfig, name: str = "dense_c
     'constant' (black, right for MNIST's dark background) or 'nearest' (photos of hands);
     ``shift`` and ``zoom`` are fractions of the image side, ``rotation`` a fraction of a full turn.
     ``config.lighting`` > 0 adds :class:`RandomLighting` (after the geometric augmentation, before
-    the standardisation).
+    the standardisation); ``config.local_contrast`` > 0 divides each pixel by its neighbourhood
+    (:class:`~execution.layers.LocalContrast`, kept in the served model) just before it.
     The input accepts (n, 784), (n, 28, 28) and (n, 28, 28, 1) alike.
     """
     pixels, x = _augmented_input(config)
@@ -238,6 +241,8 @@ def _augmented_input(config: TrainConfig):
         x = layers.Reshape((VECTOR_LENGTH,), name="as_vector")(x)
     if config.lighting:
         x = RandomLighting(config.lighting, config.lighting_min_gain, name="random_lighting")(x)
+    if config.local_contrast:
+        x = LocalContrast(config.local_contrast, name="local_contrast")(x)
     if config.normalize:
         x = layers.LayerNormalization(center=False, scale=False, name="per_image_standardize")(x)
     return pixels, x

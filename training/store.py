@@ -13,6 +13,7 @@ import bentoml
 import keras
 
 from catalog import MODEL_FILE, Family, ModelMetadata
+from execution.forward import load_model as load_keras_model
 
 
 def save_model(model: keras.Model, name: str, fam: Family, *, metrics: dict, training: dict,
@@ -33,7 +34,7 @@ def save_model(model: keras.Model, name: str, fam: Family, *, metrics: dict, tra
 def load_model(tag: str) -> tuple[keras.Model, bentoml.Model]:
     """Load ``model.keras`` of a store entry (e.g. 'mnist_dense:latest') and return it with the entry."""
     entry = bentoml.models.get(tag)
-    return keras.saving.load_model(entry.path_of(MODEL_FILE)), entry
+    return load_keras_model(entry.path_of(MODEL_FILE)), entry
 
 
 def copy_version(tag: str, note: str) -> bentoml.Model:

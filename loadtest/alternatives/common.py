@@ -14,6 +14,7 @@ import numpy as np
 
 from catalog import FAMILIES, MODEL_FILE, ModelMetadata
 from inference import Classifier
+from preprocessing.vector import local_contrast
 from service.settings import Settings
 
 MAX_BATCH_FILES = Settings.max_batch_files
@@ -61,8 +62,9 @@ def top_k_of(value, model: StoredModel) -> int | None:
 
 
 class NumpyMLP:
-    """The inference graph of the course's dense classifier, in numpy: optional per-image
-    standardisation (LayerNormalization without scale/centre), Dense layers, softmax.
+    """The inference graph of the course's dense classifier, in numpy: optional local contrast (the
+    sign model's ``LocalContrast``) and per-image standardisation (LayerNormalization without
+    scale/centre), Dense layers, softmax.
 
     Weights come straight from ``model.keras`` (a zip of config.json and model.weights.h5).
     """
@@ -79,7 +81,9 @@ class NumpyMLP:
             kind, conf = layer["class_name"], layer["config"]
             if kind in ("InputLayer", "Reshape", "Dropout"):
                 continue
-            if kind == "LayerNormalization":
+            if kind == "LocalContrast":
+                self.steps.append(("local_contrast", float(conf["sigma"]), float(conf["epsilon"])))
+            elif kind == "LayerNormalization":
                 if conf.get("center") or conf.get("scale"):
                     raise ValueError("only LayerNormalization(center=False, scale=False) is supported")
                 self.steps.append(("standardize", float(conf["epsilon"])))
@@ -96,6 +100,9 @@ class NumpyMLP:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
         for step in self.steps:
+            if step[0] == "local_contrast":
+                x = local_contrast(x, step[1], step[2])
+                continue
             if step[0] == "standardize":
                 mean = x.mean(axis=-1, keepdims=True)
                 var = x.var(axis=-1, keepdims=True)

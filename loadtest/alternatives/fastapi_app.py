@@ -22,10 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def make_app(call: Callable[[object, np.ndarray], np.ndarray], title: str) -> FastAPI:
-    import keras
+    from execution.forward import load_model  # registers the project's own layers
 
     stored = stored_models()
-    models = {route: keras.saving.load_model(entry.path) for route, entry in stored.items()}
+    models = {route: load_model(entry.path) for route, entry in stored.items()}
     for route, model in models.items():  # the first call builds the graph: not on a request
         call(model, np.zeros((1, VECTOR_LENGTH), np.float32))
     classifiers = {route: entry.classifier(functools.partial(call, models[route])) for route, entry in stored.items()}
