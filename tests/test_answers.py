@@ -216,11 +216,11 @@ def test_unsure_for_an_ambiguous_input_and_only_below_the_threshold(server, serv
 SAVE_WITH_TEMPERATURE = """
 import json, sys
 from catalog import Calibration, family
+from execution.forward import load_model
 from training.store import save_model
-import keras
 for route, path, metadata, temperature in json.loads(sys.argv[1]):
     meta = json.loads(metadata)
-    save_model(keras.saving.load_model(path), family(route).store_name, family(route), metrics=meta["metrics"],
+    save_model(load_model(path), family(route).store_name, family(route), metrics=meta["metrics"],
                training=meta["training"], data_sha256=meta["data_sha256"],
                calibration=Calibration(temperature=temperature) if temperature else None)
 """
