@@ -101,14 +101,16 @@ bench-transport: train-missing  ## in-worker passes vs a model executor on a soc
 GPU_WHEELS ?=
 BENCH_GPU_ARGS ?=
 GPU_SITE := $(or $(TMPDIR),/tmp)/bench-gpu-site
+# the wheels into a temporary folder (no virtual environment), and the machine's python3 with them
+GPU_INSTALL = python3 -m pip install -q --no-index --no-deps --no-compile --target $(GPU_SITE) $(GPU_WHEELS)/*.whl
+GPU_PYTHON = PYTHONPATH=$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} KERAS_BACKEND=jax PYTHONUNBUFFERED=1 python3
 ifeq ($(GPU_WHEELS),)
 bench-gpu: train-missing  ## the service with the GPU vs CPU-only, one machine, one run; writes reports/bench/gpu.md
 	$(PY) -m bench.gpu $(BENCH_GPU_ARGS)
 else
 bench-gpu:
-	python3 -m pip install -q --no-index --no-deps --no-compile --target $(GPU_SITE) $(GPU_WHEELS)/*.whl
-	PYTHONPATH=$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} KERAS_BACKEND=jax PYTHONUNBUFFERED=1 \
-		python3 -m bench.gpu $(BENCH_GPU_ARGS)
+	$(GPU_INSTALL)
+	$(GPU_PYTHON) -m bench.gpu $(BENCH_GPU_ARGS)
 endif
 
 # Training on a GPU: the same recipe on Keras' JAX backend (docs/training.md, "Training on a GPU").
@@ -120,9 +122,8 @@ train-gpu: setup  ## train both models on a GPU (Keras on JAX, the recipe of mak
 	KERAS_BACKEND=jax $(PY) -m training all $(TRAIN_ARGS)
 else
 train-gpu:
-	python3 -m pip install -q --no-index --no-deps --no-compile --target $(GPU_SITE) $(GPU_WHEELS)/*.whl
-	PYTHONPATH=$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} KERAS_BACKEND=jax PYTHONUNBUFFERED=1 \
-		python3 -m training all $(TRAIN_ARGS)
+	$(GPU_INSTALL)
+	$(GPU_PYTHON) -m training all $(TRAIN_ARGS)
 endif
 
 # Container image and Kubernetes (deploy/, docs/deploy.md). The engine: Docker where its daemon

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -46,6 +47,7 @@ def pixels_to_model_input(pixels) -> np.ndarray:
     return (a.reshape(a.shape[0], VECTOR_LENGTH).astype(np.float32)) / np.float32(255)
 
 
+@lru_cache(maxsize=8)
 def blur_matrix(side: int, sigma: float) -> np.ndarray:
     """(side, side) float32 whose row *i* holds the Gaussian weights around pixel *i* (``sigma``
     pixels, cut at 3 sigma), scaled to sum to one over the pixels inside the frame: ``G @ X @ G.T``
@@ -53,7 +55,9 @@ def blur_matrix(side: int, sigma: float) -> np.ndarray:
     radius = int(np.ceil(3 * sigma))
     offsets = (np.arange(side)[None, :] - np.arange(side)[:, None]).astype(np.float64)
     weights = np.where(np.abs(offsets) <= radius, np.exp(-offsets ** 2 / (2 * sigma ** 2)), 0.0)
-    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+    matrix = (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+    matrix.flags.writeable = False  # cached and shared: built once per (side, sigma), not per call
+    return matrix
 
 
 def local_contrast(vectors: np.ndarray, sigma: float, epsilon: float) -> np.ndarray:

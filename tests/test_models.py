@@ -309,7 +309,8 @@ def test_distillation_trains_the_student_and_leaves_the_teacher_alone(blends):
 
 
 def test_local_contrast_cancels_a_slow_light_field_and_keeps_shapes():
-    from execution.layers import LocalContrast, blur_matrix
+    from execution.layers import LocalContrast
+    from preprocessing.vector import blur_matrix, local_contrast
 
     rng = np.random.default_rng(5)
     blur = blur_matrix(28, 2.0)
@@ -322,6 +323,7 @@ def test_local_contrast_cancels_a_slow_light_field_and_keeps_shapes():
     yy, xx = np.mgrid[0:28, 0:28] / 27.0
     slow = (0.45 + 0.5 * xx * yy).reshape(1, 784).astype(np.float32)  # a gradient from 0.45 to 0.95
     plain, lit = np.asarray(layer(x)), np.asarray(layer(x * slow))
+    np.testing.assert_allclose(local_contrast(x, 2.0, 1e-4), plain, rtol=1e-5)  # the numpy twin agrees
     # the field moves the raw pixels by up to 55 %, the output by a few per cent
     assert (np.abs(x * slow - x) / x).max() > 0.5
     assert np.median(np.abs(lit - plain) / np.abs(plain)) < 0.03
