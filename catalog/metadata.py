@@ -28,6 +28,8 @@ class InputSpec(BaseModel):
 class SplitMetrics(BaseModel):
     loss: float
     accuracy: float
+    photographs: int | None = Field(default=None, description="validation held out as whole photographs: how many")
+    photographs_wrong: int | None = Field(default=None, description="of those, how many had an image answered wrong")
 
 
 class Calibration(BaseModel):

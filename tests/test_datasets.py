@@ -266,4 +266,9 @@ def test_grouped_validation_holds_out_whole_photographs():
     grouped = datasets.prepare(data, validation_split=0.2, validation_groups=True, seed=1)
     assert not shared_photographs(grouped) and 0.15 <= len(grouped.x_val) / 480 <= 0.3
     assert grouped.y_val.sum(axis=0).min() >= 12  # every class has a photograph in validation
-    assert shared_photographs(datasets.prepare(data, validation_split=0.2, seed=1))
+    # val_groups numbers the held-out photographs 0..k-1, one number per photograph
+    val_photo = [photo_of[np.rint(row * 255).astype(np.uint8).tobytes()] for row in grouped.x_val]
+    assert grouped.val_groups.max() + 1 == len(set(val_photo)) == len(grouped.x_val) // 12
+    assert len(set(zip(grouped.val_groups.tolist(), val_photo))) == len(set(val_photo))
+    randomly = datasets.prepare(data, validation_split=0.2, seed=1)
+    assert shared_photographs(randomly) and randomly.val_groups is None

@@ -213,6 +213,32 @@ def test_summary_says_which_weights_it_kept(synthetic_data_dir, tmp_path, capsys
     assert "weights of the last epoch, 2" in capsys.readouterr().out
 
 
+def test_a_grouped_validation_counts_the_photographs_it_got_wrong():
+    """Near-copies of one photograph err together, so the summary says how many photographs the
+    validation errors come from: that, not the image count, is what a comparison can resolve."""
+    import keras
+
+    from training.datasets import Splits
+    from training.train import evaluate
+
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(2, activation="softmax")])
+    kernel = np.zeros((784, 2), np.float32)
+    kernel[0] = (-10.0, 10.0)  # pixel 0 on: class 1, off: class 0
+    model.layers[-1].set_weights([kernel, np.zeros(2, np.float32)])
+    model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
+    x = np.zeros((8, 784), np.float32)
+    x[[2, 3, 4], 0] = 1.0  # answers: 0 0 1 1 1 0 0 0
+    y = np.eye(2, dtype=np.float32)[[0, 0, 1, 1, 0, 0, 1, 0]]  # wrong: rows 4 (photograph 2), 6 (photograph 3)
+    groups = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    metrics = evaluate(model, Splits(x, y, x, y, x, y, groups))
+    assert metrics["validation"]["accuracy"] == 0.75
+    assert (metrics["validation"]["photographs"], metrics["validation"]["photographs_wrong"]) == (4, 2)
+    assert "photographs" not in metrics["test"]
+    assert "photographs" not in evaluate(model, Splits(x, y, x, y, x, y))["validation"]  # a random split
+    stored = ModelMetadata(class_names=["a", "b"], preprocessing="mnist_digit", metrics=metrics).to_store()
+    assert stored["metrics"]["validation"]["photographs_wrong"] == 2 and "photographs" not in stored["metrics"]["test"]
+
+
 def test_every_option_has_one_home_the_config():
     """The CLI is generated from TrainConfig: every field is an option, with its help and default."""
     from dataclasses import fields

@@ -289,6 +289,7 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    val_groups: np.ndarray | None = None  # photograph of each validation row, with validation_groups
 
 
 def near_duplicate_groups(images: np.ndarray, similarity: float = 0.98, chunk: int = 2000) -> np.ndarray:
@@ -332,7 +333,8 @@ def prepare(
 
     ``validation_from_test`` reproduces the course, which validated on the test split.
     ``validation_groups`` holds out whole groups of near-duplicates (:func:`near_duplicate_groups`)
-    instead of random rows: a validation split that looks like new photographs.
+    instead of random rows: a validation split that looks like new photographs (``val_groups`` says
+    which photograph each validation row is).
     ``limit`` keeps a random subset of that many training examples (quick runs, tests).
     """
     from preprocessing import pixels_to_model_input
@@ -368,6 +370,9 @@ def prepare(
         x_val, y_val = x_test, y_test
     else:
         x_val, y_val = x(data.x_train[val_idx]), eye[data.y_train[val_idx]]
+    val_groups = None
+    if validation_groups and val_idx is not None:
+        val_groups = np.unique(groups[val_mask], return_inverse=True)[1]
     return Splits(
-        x(data.x_train[train_idx]), eye[data.y_train[train_idx]], x_val, y_val, x_test, y_test
+        x(data.x_train[train_idx]), eye[data.y_train[train_idx]], x_val, y_val, x_test, y_test, val_groups
     )

@@ -310,6 +310,10 @@ def evaluate(model: keras.Model, splits: datasets.Splits) -> dict:
                         ("test", splits.x_test, splits.y_test)):
         loss, accuracy = model.evaluate(x, y, batch_size=1024, verbose=0)
         metrics[split] = {"loss": float(loss), "accuracy": float(accuracy)}
+    if splits.val_groups is not None:  # near-copies err together: the count of photographs is the resolution
+        wrong = model.predict(splits.x_val, batch_size=1024, verbose=0).argmax(1) != splits.y_val.argmax(1)
+        metrics["validation"].update(photographs=int(splits.val_groups.max()) + 1,
+                                     photographs_wrong=len(np.unique(splits.val_groups[wrong])))
     return metrics
 
 
@@ -456,6 +460,10 @@ def format_summary(result: RunResult) -> str:
     for split in ("train", "validation", "test"):
         m = result.metrics[split]
         lines.append(f"{split:<{label}}{m['accuracy']:>10.2%}{m['loss']:>10.4f}")
+    val = result.metrics["validation"]
+    if val.get("photographs"):
+        lines.append(f"(validation: {val['photographs']} photographs held out whole, {val['photographs_wrong']} with an "
+                     f"image answered wrong; one photograph's copies are {1 / val['photographs']:.1%} of it)")
     if result.lit_accuracy:
         lines.append(rule)
         rows = [(f"{split}, lit", split) for split in ("validation", "test")]
