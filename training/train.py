@@ -304,7 +304,8 @@ def train_teacher(num_classes: int, x: np.ndarray, y: np.ndarray, splits: datase
 
 
 def evaluate(model: keras.Model, splits: datasets.Splits) -> dict:
-    """Loss and accuracy per split, of the weights the model holds now."""
+    """Loss and accuracy per split, of the weights the model holds now; with a grouped validation
+    split (``splits.val_groups``) also how many photographs it holds and how many had an error."""
     metrics = {}
     for split, x, y in (("train", splits.x_train, splits.y_train), ("validation", splits.x_val, splits.y_val),
                         ("test", splits.x_test, splits.y_test)):
@@ -463,7 +464,7 @@ def format_summary(result: RunResult) -> str:
     val = result.metrics["validation"]
     if val.get("photographs"):
         lines.append(f"(validation: {val['photographs']} photographs held out whole, {val['photographs_wrong']} with an "
-                     f"image answered wrong; one photograph's copies are {1 / val['photographs']:.1%} of it)")
+                     f"image answered wrong; a photograph is {1 / val['photographs']:.1%} of it on average)")
     if result.lit_accuracy:
         lines.append(rule)
         rows = [(f"{split}, lit", split) for split in ("validation", "test")]
