@@ -30,11 +30,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-train: setup  ## train both models (MNIST, then ASL) into the BentoML model store
-	$(PY) -m training all
+# TRAIN_JOBS: how many models train at once, each in its own process (1: one after the other).
+TRAIN_JOBS ?= 2
+
+train: setup  ## train both models (side by side, TRAIN_JOBS=1: one after the other) into the BentoML model store
+	$(PY) -m training all --jobs $(TRAIN_JOBS)
 
 train-missing: setup  ## train only the models the store does not have yet
-	$(PY) -m training all --skip-existing
+	$(PY) -m training all --skip-existing --jobs $(TRAIN_JOBS)
 
 serve: train-missing  ## serve both models on port 3000 (prints the page's URL when ready)
 	@echo "$(VENV)/bin/bentoml serve"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from training.quiet import quiet_tensorflow
@@ -17,11 +18,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(or run the y = mx + b example: python -m training linear --help).",
     )
     add_arguments(parser)
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="with 'all': train up to N families at once, each in its own process, their "
+                        "lines prefixed with the family; a run alone keeps about 1.65 cores busy (default: 1; "
+                        "make train: 2)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    user_env = dict(os.environ)  # before quiet_tensorflow() sets its log level: the children choose their own
     if argv[:1] == ["linear"]:
         from training import linear
 
@@ -38,15 +44,65 @@ def main(argv: list[str] | None = None) -> int:
     configs = configs_from_arguments(args)
     if args.model_name and len(configs) > 1:
         parser.error("--model-name needs a single data set")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    configs = [config for config in configs
+               if not (config.skip_existing and _in_store(config.model_name or family(config.dataset).store_name))]
+    if args.jobs > 1 and len(configs) > 1:
+        return _side_by_side(parser, argv, configs, args.jobs, user_env)
     for number, config in enumerate(configs, start=1):
-        if config.skip_existing and _in_store(config.model_name or family(config.dataset).store_name):
-            continue
         try:
             run(config, position=(number, len(configs)))
         except DataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     return 0
+
+
+def _side_by_side(parser: argparse.ArgumentParser, argv: list[str], configs: list, jobs: int,
+                  env: dict[str, str]) -> int:
+    """Estimate each run here, one after the other, then train them side by side
+    (:mod:`training.side_by_side`)."""
+    from dataclasses import replace
+
+    from catalog import family
+    from training import side_by_side
+    from training.datasets import DataError
+    from training.models import teacher_precision
+    from training.train import estimate_seconds, load_splits
+
+    names = [config.model_name or family(config.dataset).store_name for config in configs]
+    at_once = min(jobs, len(configs))
+    head = f"training {' and '.join(names)} side by side ({at_once} at once, each in its own process)"
+    if configs[0].quiet:
+        print(head, flush=True)
+    else:
+        alone = []
+        for name, config in zip(names, configs):
+            if config.distill:
+                config = replace(config, teacher_precision=teacher_precision(config.teacher_precision))
+            try:
+                _, splits = load_splits(config)
+            except DataError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            estimate = estimate_seconds(config, family(config.dataset), splits)
+            alone.append(estimate["total"])
+            print(f"{name}: about {_minutes(estimate['total'])} alone (at most {config.epochs} epochs of "
+                  f"~{estimate['epoch']:.2g} s, from {estimate['step'] * 1000:.0f} ms per step measured just now)",
+                  flush=True)
+        cores = side_by_side.machine_cores()
+        wall = side_by_side.wall_seconds(alone, jobs, cores)
+        print(f"{head}: about {_minutes(wall)} in all on this machine (an estimate: {cores} cores, one run keeps "
+              f"about {side_by_side.CORES_PER_RUN:g} busy; early stopping often ends sooner)", flush=True)
+    commands = {config.dataset: side_by_side.child_command(side_by_side.child_arguments(parser, argv, config.dataset))
+                for config in configs}
+    return side_by_side.run_side_by_side(commands, jobs, env)
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
 
 
 def _in_store(model_name: str) -> bool:
