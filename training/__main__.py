@@ -69,7 +69,7 @@ def _side_by_side(parser: argparse.ArgumentParser, argv: list[str], configs: lis
     from training import side_by_side
     from training.datasets import DataError
     from training.models import teacher_precision
-    from training.train import estimate_seconds, load_splits
+    from training.train import estimate_seconds, load_splits, minutes_text
 
     names = [config.model_name or family(config.dataset).store_name for config in configs]
     at_once = min(jobs, len(configs))
@@ -88,21 +88,16 @@ def _side_by_side(parser: argparse.ArgumentParser, argv: list[str], configs: lis
                 return 2
             estimate = estimate_seconds(config, family(config.dataset), splits)
             alone.append(estimate["total"])
-            print(f"{name}: about {_minutes(estimate['total'])} alone (at most {config.epochs} epochs of "
+            print(f"{name}: about {minutes_text(estimate['total'])} alone (at most {config.epochs} epochs of "
                   f"~{estimate['epoch']:.2g} s, from {estimate['step'] * 1000:.0f} ms per step measured just now)",
                   flush=True)
         cores = side_by_side.machine_cores()
         wall = side_by_side.wall_seconds(alone, jobs, cores)
-        print(f"{head}: about {_minutes(wall)} in all on this machine (an estimate: {cores} cores, one run keeps "
+        print(f"{head}: about {minutes_text(wall)} in all on this machine (an estimate: {cores} cores, one run keeps "
               f"about {side_by_side.CORES_PER_RUN:g} busy; early stopping often ends sooner)", flush=True)
     commands = {config.dataset: side_by_side.child_command(side_by_side.child_arguments(parser, argv, config.dataset))
                 for config in configs}
     return side_by_side.run_side_by_side(commands, jobs, env)
-
-
-def _minutes(seconds: float) -> str:
-    minutes = max(1, round(seconds / 60))
-    return f"{minutes} minute{'s' if minutes > 1 else ''}"
 
 
 def _in_store(model_name: str) -> bool:

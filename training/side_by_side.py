@@ -1,12 +1,13 @@
 """Several families trained at once, each in its own ``python -m training FAMILY --quiet`` process.
 
-One training process of these small networks keeps about :data:`CORES_PER_RUN` cores busy (165 %
-CPU in a whole ``make train`` one model after the other on 2 cores): many of a step's operations
-are too small to spread over more. A second process fills what the first leaves idle, so the two
-families finish sooner than one after the other (docs/training.md, "Both models at once"). Every process seeds itself as a run alone does, so the models are the ones
+One training process of these small networks keeps about :data:`CORES_PER_RUN` cores busy (163
+and 165 % CPU in two whole ``make train`` runs one model after the other on 2 cores): many of a
+step's operations are too small to spread over more. A second process fills what the first
+leaves idle, so the two families finish sooner than one after the other (docs/training.md, "Both
+models at once"). Every process seeds itself as a run alone does, so the models are the ones
 ``python -m training all`` trains one after the other. Each child's lines come out whole, after
-its family's name; the opening estimate is measured here first, one family at a time, on an
-otherwise idle machine.
+its family's name; the opening estimate is measured first, one family at a time, on an otherwise
+idle machine.
 """
 
 from __future__ import annotations

@@ -133,11 +133,16 @@ def announce(config: TrainConfig, fam: Family, model_name: str, splits: datasets
         print(f"{head}: at most {config.epochs} epochs", flush=True)
         return
     estimate = estimate_seconds(config, fam, splits)
-    minutes = max(1, round(estimate["total"] / 60))
-    print(f"{head}: about {minutes} minute{'s' if minutes > 1 else ''} on this machine "
+    print(f"{head}: about {minutes_text(estimate['total'])} on this machine "
           f"(an estimate: at most {config.epochs} epochs of ~{estimate['epoch']:.2g} s, from "
           f"{estimate['step'] * 1000:.0f} ms per step measured just now; early stopping often ends sooner)",
           flush=True)
+
+
+def minutes_text(seconds: float) -> str:
+    """``seconds`` in whole minutes, at least one: '1 minute', '17 minutes'."""
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
 
 
 def outlier_share(config: TrainConfig) -> float:
