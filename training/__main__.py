@@ -18,10 +18,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(or run the y = mx + b example: python -m training linear --help).",
     )
     add_arguments(parser)
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="with 'all': train up to N families at once, each in its own process, their "
-                        "lines prefixed with the family; a run alone keeps about 1.65 cores busy (default: 1; "
-                        "make train: 2)")
     return parser
 
 
@@ -44,12 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     configs = configs_from_arguments(args)
     if args.model_name and len(configs) > 1:
         parser.error("--model-name needs a single data set")
-    if args.jobs < 1:
+    jobs = configs[0].jobs
+    if jobs < 1:
         parser.error("--jobs must be at least 1")
     configs = [config for config in configs
                if not (config.skip_existing and _in_store(config.model_name or family(config.dataset).store_name))]
-    if args.jobs > 1 and len(configs) > 1:
-        return _side_by_side(parser, argv, configs, args.jobs, user_env)
+    if jobs > 1 and len(configs) > 1:
+        return _side_by_side(parser, argv, configs, jobs, user_env)
     for number, config in enumerate(configs, start=1):
         try:
             run(config, position=(number, len(configs)))
