@@ -60,12 +60,9 @@ def _side_by_side(parser: argparse.ArgumentParser, argv: list[str], configs: lis
                   env: dict[str, str]) -> int:
     """Estimate each run here, one after the other, then train them side by side
     (:mod:`training.side_by_side`)."""
-    from dataclasses import replace
-
     from catalog import family
     from training import side_by_side
     from training.datasets import DataError
-    from training.models import teacher_precision
     from training.train import estimate_seconds, load_splits, minutes_text
 
     names = [config.model_name or family(config.dataset).store_name for config in configs]
@@ -76,8 +73,6 @@ def _side_by_side(parser: argparse.ArgumentParser, argv: list[str], configs: lis
     else:
         alone = []
         for name, config in zip(names, configs):
-            if config.distill:
-                config = replace(config, teacher_precision=teacher_precision(config.teacher_precision))
             try:
                 _, splits = load_splits(config)
             except DataError as exc:

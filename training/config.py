@@ -106,7 +106,7 @@ class TrainConfig:
     skip_existing: bool = option(False, "skip a family whose model is already in the store", run_only=True)
     quiet: bool = option(False, "one line per epoch instead of the progress bar", run_only=True)
     jobs: int = option(1, "with 'all': train up to N families at once, each in its own process, their lines "
-                       "prefixed with the family; a run alone keeps about 1.65 cores busy (make train: 2)",
+                       "prefixed with the family (make train: 2; docs/training.md, 'Both models at once')",
                        run_only=True, metavar="N")
     lit_eval: int = option(500, "images of the validation and of the test split relit as photo uploads for the "
                            "summary's lit accuracy (0 = skip)", run_only=True)

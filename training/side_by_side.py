@@ -20,8 +20,7 @@ import threading
 import time
 from typing import IO
 
-# cores one training process keeps busy on average (165 % CPU in a whole `make train`, one model
-# after the other, on a 2-core EPYC)
+# cores one training process keeps busy on average (the module's docstring says where it was measured)
 CORES_PER_RUN = 1.65
 
 
