@@ -32,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_tensorflow()
 
-    from catalog import family
     from training.config import configs_from_arguments
     from training.datasets import DataError
     from training.train import run
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if jobs < 1:
         parser.error("--jobs must be at least 1")
     configs = [config for config in configs
-               if not (config.skip_existing and _in_store(config.model_name or family(config.dataset).store_name))]
+               if not (config.skip_existing and _in_store(config.store_name))]
     if jobs > 1 and len(configs) > 1:
         return _side_by_side(parser, argv, configs, jobs, user_env)
     for number, config in enumerate(configs, start=1):
@@ -65,7 +64,7 @@ def _side_by_side(parser: argparse.ArgumentParser, argv: list[str], configs: lis
     from training.datasets import DataError
     from training.train import estimate_seconds, load_splits, minutes_text
 
-    names = [config.model_name or family(config.dataset).store_name for config in configs]
+    names = [config.store_name for config in configs]
     at_once = min(jobs, len(configs))
     head = f"training {' and '.join(names)} side by side ({at_once} at once, each in its own process)"
     if configs[0].quiet:

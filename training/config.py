@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field, fields
 
-from catalog import ROUTES
+from catalog import ROUTES, family
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop")
 ACTIVATIONS = ("relu", "sigmoid", "linear")
@@ -120,6 +120,11 @@ class TrainConfig:
         if "hidden" in values:
             values["hidden"] = tuple(values["hidden"])
         return cls(dataset=dataset, preset=preset, **values)
+
+    @property
+    def store_name(self) -> str:
+        """The model's name in the BentoML store: ``--model-name``, else the family's."""
+        return self.model_name or family(self.dataset).store_name
 
     def options(self) -> dict:
         """The options that shape the model and its training, for the model's metadata."""

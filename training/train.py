@@ -78,7 +78,7 @@ def run(config: TrainConfig, position: tuple[int, int] = (1, 1)) -> RunResult:
     fam = family(config.dataset)
     if config.distill:  # the metadata records what the teacher really computed in
         config = replace(config, teacher_precision=teacher_precision(config.teacher_precision))
-    model_name = config.model_name or fam.store_name
+    model_name = config.store_name
     report_dir = Path(config.reports_dir) / model_name
     raw, splits = load_splits(config)
     announce(config, fam, model_name, splits, position)
