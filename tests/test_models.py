@@ -6,15 +6,16 @@ import os
 import subprocess
 import sys
 
+import cv2
 import keras
 import numpy as np
 import pytest
 
 from conftest import REPO
 from training.config import TrainConfig
-from training.models import (EMA_MOMENTUM, BlendPairs, RandomElastic, RandomLighting, RandomPen, TeacherLoss,
-                             build_classifier, build_teacher, distillation_model, inference_model, make_optimizer,
-                             teacher_precision, training_gpu)
+from training.models import (EMA_MOMENTUM, BlendPairs, RandomElastic, RandomLighting, RandomLowResolution, RandomPen,
+                             TeacherLoss, build_classifier, build_teacher, distillation_model, inference_model,
+                             low_resolution_operators, make_optimizer, teacher_precision, training_gpu)
 
 
 def test_course_shape_and_parameter_count():
@@ -116,6 +117,33 @@ def test_random_pen_makes_strokes_thicker_thinner_and_blurred():
     assert (ink > 1.2).any() and (ink < 0.8).any()  # thicker and thinner pens both occur
     soft = ((drawn > 0.05) & (drawn < 0.95)).sum(axis=(1, 2, 3))
     assert (soft[changed] > 0).mean() > 0.5  # most changed strokes have a soft (blurred or blended) edge
+
+
+def test_low_resolution_operators_are_opencvs_resizes_and_blur():
+    image = np.random.default_rng(4).random((28, 28)).astype(np.float32)
+    operators = low_resolution_operators((8, 14))
+    for operator, (side, enlarge) in zip(operators, [(8, cv2.INTER_CUBIC), (8, cv2.INTER_NEAREST),
+                                                     (14, cv2.INTER_CUBIC), (14, cv2.INTER_NEAREST)]):
+        small = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+        expected = cv2.resize(small, (28, 28), interpolation=enlarge)
+        np.testing.assert_allclose(operator @ image @ operator.T, expected, atol=1e-5)
+    (blur,) = low_resolution_operators((), (1.5,))
+    expected = cv2.GaussianBlur(image, (0, 0), 1.5, borderType=cv2.BORDER_CONSTANT)
+    np.testing.assert_allclose(blur @ image @ blur.T, expected, atol=1e-3)  # OpenCV's kernel is a little shorter
+
+
+def test_random_low_resolution_coarsens_a_share_of_the_images():
+    x = _bar_images(400)
+    np.testing.assert_array_equal(np.asarray(RandomLowResolution(rate=1.0, seed=2)(x)), x)  # not training
+    coarse = np.asarray(RandomLowResolution(rate=0.5, sides=(8,), blurs=(1.5,), seed=2)(x, training=True))
+    changed = np.abs(coarse - x).max(axis=(1, 2, 3)) > 1e-3
+    assert 0.35 < changed.mean() < 0.65  # rate 0.5
+    assert coarse.min() >= 0.0 and np.allclose(coarse.max(axis=(1, 2, 3)), 1.0)  # peak at 1, as the stem's
+    # neither an 8-pixel copy nor a blur keeps a sharp bar: its edges spread over more pixels
+    assert (((coarse > 0.05) & (coarse < 0.95)).sum(axis=(1, 2, 3))[changed] > 0).all()
+    model = build_classifier(10, TrainConfig(augment="constant", low_res=0.2))
+    assert "random_low_res" in [layer.name for layer in model.layers]
+    assert "random_low_res" not in [layer.name for layer in inference_model(model).layers]
 
 
 def test_weight_averaging_and_label_smoothing_are_keras_own():

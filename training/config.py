@@ -56,6 +56,9 @@ class TrainConfig:
     elastic_alpha: float = option(2.0, "elastic distortion: largest displacement, in pixels of the 28x28 image")
     pen: float = option(0.0, "augmentation: share of training images whose strokes are made thicker or thinner and "
                         "blurred, as other pens and scanners do (0 = off)")
+    low_res: float = option(0.0, "augmentation: share of training images made coarse, as an enlarged thumbnail, a "
+                            "coarse scan or a soft focus: shrunk to 8-16 pixels a side and enlarged again (smoothly "
+                            "or pixelated), or blurred by 1-2 pixels (0 = off)")
     lighting: float = option(0.0, "training-only uneven light: share of training images multiplied by a random "
                              "illumination field (gradient, vignette, soft shadow; 0 = off)")
     lighting_min_gain: float = option(0.3, "uneven light: the darkest one field may make a pixel, as a fraction "

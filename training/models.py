@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 from keras import layers, ops
@@ -200,6 +201,59 @@ class RandomPen(layers.Layer):
         return {**super().get_config(), "rate": self.rate, "max_blur": self.max_blur, "seed": self.seed}
 
 
+def low_resolution_operators(sides: tuple[int, ...], blurs: tuple[float, ...] = (),
+                             side: int = IMAGE_SIDE) -> np.ndarray:
+    """(2 * len(sides) + len(blurs), side, side): linear maps of one image axis. For each of
+    ``sides``, OpenCV's area shrink to that many pixels and its enlargement back (bicubic, then
+    nearest neighbour); for each of ``blurs``, a Gaussian blur of that sigma (black beyond the
+    frame). An image ``X`` becomes ``A @ X @ A.T``: all of them are separable."""
+    operators = []
+    for small in sides:
+        shrink = cv2.resize(np.eye(side, dtype=np.float32), (side, small), interpolation=cv2.INTER_AREA)
+        for enlarge in (cv2.INTER_CUBIC, cv2.INTER_NEAREST):
+            grow = cv2.resize(np.eye(small, dtype=np.float32), (small, side), interpolation=enlarge)
+            operators.append(grow @ shrink)
+    for sigma in blurs:
+        kernel = cv2.getGaussianKernel(2 * int(np.ceil(3 * sigma)) + 1, sigma).astype(np.float32)
+        operators.append(cv2.filter2D(np.eye(side, dtype=np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT))
+    return np.stack(operators).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="training")
+class RandomLowResolution(layers.Layer):
+    """Training-only: a share ``rate`` of the images (n, 28, 28, 1) shrunk to one of ``sides``
+    pixels a side and enlarged again, smoothly or pixelated, or blurred by one of ``blurs``
+    (:func:`low_resolution_operators`, each of them equally often): a thumbnail, a coarse scan, a
+    photo of a small digit that someone enlarged, a soft focus. Identity unless ``training``."""
+
+    def __init__(self, rate: float = 0.1, sides: tuple[int, ...] = (8, 10, 12, 14, 16),
+                 blurs: tuple[float, ...] = (1.0, 1.5, 2.0), seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = float(rate), seed
+        self.sides, self.blurs = tuple(int(s) for s in sides), tuple(float(b) for b in blurs)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._operators = low_resolution_operators(self.sides, self.blurs)
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0:
+            return inputs
+        n = ops.shape(inputs)[0]
+        which = keras.random.randint((n,), 0, len(self._operators), seed=self.seed_generator)
+        apply = keras.random.uniform((n, 1, 1, 1), seed=self.seed_generator) < self.rate
+        a = ops.take(ops.convert_to_tensor(self._operators, dtype=inputs.dtype), which, axis=0)
+        small = ops.matmul(ops.matmul(a, inputs[..., 0]), ops.transpose(a, (0, 2, 1)))
+        x = ops.where(apply, ops.clip(small[..., None], 0.0, 1.0), inputs)
+        # the stem brings every upload's brightest pixel to 1: so does this
+        peak = ops.max(x, axis=(1, 2, 3), keepdims=True)
+        return ops.where(peak > 0, x / ops.maximum(peak, 1e-6), x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "sides": self.sides, "blurs": self.blurs, "seed": self.seed}
+
+
 def build_classifier(num_classes: int, config: TrainConfig, name: str = "dense_classifier") -> keras.Model:
     """Build (uncompiled) the dense classifier that ``config`` describes.
 
@@ -238,6 +292,8 @@ def _augmented_input(config: TrainConfig):
             x = RandomElastic(config.elastic, config.elastic_alpha, name="random_elastic")(x)
         if config.pen:
             x = RandomPen(config.pen, name="random_pen")(x)
+        if config.low_res:
+            x = RandomLowResolution(config.low_res, name="random_low_res")(x)
         x = layers.Reshape((VECTOR_LENGTH,), name="as_vector")(x)
     if config.lighting:
         x = RandomLighting(config.lighting, config.lighting_min_gain, name="random_lighting")(x)
@@ -401,7 +457,7 @@ def distillation_model(student: keras.Model, teacher: keras.Model, weight: float
 
 
 TRAINING_ONLY_LAYERS = ("as_image", "random_shift", "random_rotation", "random_zoom", "random_slant", "random_elastic",
-                        "random_pen", "as_vector", "random_lighting")
+                        "random_pen", "random_low_res", "as_vector", "random_lighting")
 # the input's flattening and the training-only augmentation: the teacher sees what comes out of them
 AUGMENTATION_LAYERS = ("flatten", *TRAINING_ONLY_LAYERS)
 
