@@ -163,6 +163,12 @@ class RandomElastic(layers.Layer):
         return {**super().get_config(), "rate": self.rate, "alpha": self.alpha, "grid": self.grid, "seed": self.seed}
 
 
+def _peak_to_one(x):
+    """Each image (n, 28, 28, 1) scaled so its brightest pixel is 1, as the stem scales every upload."""
+    peak = ops.max(x, axis=(1, 2, 3), keepdims=True)
+    return ops.where(peak > 0, x / ops.maximum(peak, 1e-6), x)
+
+
 @keras.saving.register_keras_serializable(package="training")
 class RandomPen(layers.Layer):
     """Training-only pen and scanner variation on images (n, 28, 28, 1): a share ``rate`` of them
@@ -190,9 +196,7 @@ class RandomPen(layers.Layer):
         x = inputs + ops.maximum(width, 0.0) * (thicker - inputs) + ops.maximum(-width, 0.0) * (thinner - inputs)
         blurred = ops.conv(x, ops.convert_to_tensor(self._kernel), padding="same")
         x = ops.clip(x + u(0.0, self.max_blur) * apply * (blurred - x), 0.0, 1.0)
-        # the stem brings every upload's brightest pixel to 1: so does the pen
-        peak = ops.max(x, axis=(1, 2, 3), keepdims=True)
-        return ops.where(peak > 0, x / ops.maximum(peak, 1e-6), x)
+        return _peak_to_one(x)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -216,7 +220,7 @@ def low_resolution_operators(sides: tuple[int, ...], blurs: tuple[float, ...] = 
     for sigma in blurs:
         kernel = cv2.getGaussianKernel(2 * int(np.ceil(3 * sigma)) + 1, sigma).astype(np.float32)
         operators.append(cv2.filter2D(np.eye(side, dtype=np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT))
-    return np.stack(operators).astype(np.float32)
+    return np.stack(operators)
 
 
 @keras.saving.register_keras_serializable(package="training")
@@ -242,10 +246,7 @@ class RandomLowResolution(layers.Layer):
         apply = keras.random.uniform((n, 1, 1, 1), seed=self.seed_generator) < self.rate
         a = ops.take(ops.convert_to_tensor(self._operators, dtype=inputs.dtype), which, axis=0)
         small = ops.matmul(ops.matmul(a, inputs[..., 0]), ops.transpose(a, (0, 2, 1)))
-        x = ops.where(apply, ops.clip(small[..., None], 0.0, 1.0), inputs)
-        # the stem brings every upload's brightest pixel to 1: so does this
-        peak = ops.max(x, axis=(1, 2, 3), keepdims=True)
-        return ops.where(peak > 0, x / ops.maximum(peak, 1e-6), x)
+        return _peak_to_one(ops.where(apply, ops.clip(small[..., None], 0.0, 1.0), inputs))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -280,8 +280,9 @@ def training_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> d
 def teacher_config(config: TrainConfig) -> TrainConfig:
     """The teacher's run: ``teacher_epochs`` along a half cosine, with the plain jitter and light only.
 
-    The elastic, pen and low-resolution distortions cost a small network more accuracy in its few epochs than they
-    teach it, and its answers on distorted images are still good ones. No label smoothing or weight
+    The elastic and pen distortions cost a small network more accuracy in its few epochs than they
+    teach it, and its answers on distorted images are still good ones; the low-resolution ones are
+    left out alike (not measured for the teacher). No label smoothing or weight
     averaging: a smoothed teacher's answers teach less (Mueller et al. 2019). No local contrast: it
     is how the dense network sees past a shadow, and the teacher was chosen seeing the lit image."""
     return replace(config, epochs=config.teacher_epochs, cosine_decay=True, label_smoothing=0.0,
