@@ -26,6 +26,7 @@ _CLOSING_SHARE = 1 / 5  # ... with a closing (a square) this share of its short 
 _MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light) ...
 _MIN_INK = 0.3  # ... and the darkest ink at least this much (less: a blank page, a shadow's rim)
 _PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness
+_PAPER_SHARE = 0.3  # the paper estimate leaves out pixels darker than this share of the darkest (a blurred stroke's rim)
 _LINE_LENGTH_SHARE = 0.6  # a paper line spans at least this share of the frame ...
 _LINE_MAX_THICKNESS = 0.012  # ... and is at most this thick (share of the short side) ...
 _LINE_MIN_CONTRAST = 0.04  # ... and at least this much darker than the paper
@@ -107,7 +108,7 @@ def _darkness(a: np.ndarray) -> np.ndarray:
                                     borderType=cv2.BORDER_REPLICATE).astype(np.float32)
         small = small.astype(np.float32)
         rough = 1.0 - small / np.maximum(envelope, 1.0)
-        paper_weight = (rough < max(_MIN_CONTRAST, _PEAK_SHARE * float(rough.max()))).astype(np.float32)
+        paper_weight = (rough < max(_MIN_CONTRAST, _PAPER_SHARE * float(rough.max()))).astype(np.float32)
         paper_weight = cv2.erode(paper_weight, np.ones((3, 3), np.uint8))
         sigma = min(small.shape) * 0.025
         paper = (cv2.GaussianBlur(small * paper_weight, (0, 0), sigma) + 0.05 * envelope) / (
