@@ -20,7 +20,7 @@ Writes ``reports/bench/photos.md`` and ``reports/bench/photos.png``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import os
 import sys
 import time
@@ -57,16 +57,27 @@ class Side:
 
 
 def load_baseline(directory: Path):
-    """The ``preprocessing`` package of another checkout, imported by path as ``baseline_preprocessing``."""
+    """The ``preprocessing`` package of another checkout, imported from there.
+
+    Its modules import each other by absolute name (``from preprocessing.digits import ...``), so
+    while it loads, ``preprocessing`` must name the other checkout's package; this checkout's is
+    put back afterwards, and the baseline's functions keep what they imported.
+    """
     init = directory / "preprocessing" / "__init__.py"
     if not init.is_file():
         raise SystemExit(f"--baseline {directory}: no preprocessing/__init__.py there")
-    spec = importlib.util.spec_from_file_location(
-        "baseline_preprocessing", init, submodule_search_locations=[str(init.parent)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    ours = {name: sys.modules.pop(name) for name in list(sys.modules)
+            if name == "preprocessing" or name.startswith("preprocessing.")}
+    sys.path.insert(0, str(directory.resolve()))
+    try:
+        module = importlib.import_module("preprocessing")
+    finally:
+        sys.path.remove(str(directory.resolve()))
+        for name in [n for n in sys.modules if n == "preprocessing" or n.startswith("preprocessing.")]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+    if Path(module.__file__).resolve() != init.resolve():
+        raise SystemExit(f"--baseline {directory}: its preprocessing package did not load from there")
     return module
 
 

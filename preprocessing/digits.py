@@ -25,7 +25,8 @@ _BACKGROUND_SIDE = 96  # the paper's brightness is estimated on a copy about thi
 _CLOSING_SHARE = 1 / 5  # ... with a closing (a square) this share of its short side: wider than any stroke
 _MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light) ...
 _MIN_INK = 0.3  # ... and the darkest ink at least this much (less: a blank page, a shadow's rim)
-_PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness
+_PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness ...
+_RIM_SHARE = 0.3  # ... and fainter ink, down to this share, where it touches that (not on lined paper)
 _PAPER_SHARE = 0.3  # the paper estimate leaves out pixels darker than this share of the darkest (a blurred stroke's rim)
 _LINE_LENGTH_SHARE = 0.6  # a paper line spans at least this share of the frame ...
 _LINE_MAX_THICKNESS = 0.012  # ... and is at most this thick (share of the short side) ...
@@ -124,6 +125,22 @@ def _threshold(darkness: np.ndarray) -> tuple[float, float]:
     smooth = cv2.blur(darkness, (3, 3))
     peak = float(smooth.max())
     return peak, max(_MIN_CONTRAST, _PEAK_SHARE * peak)
+
+
+def _ink_mask(darkness: np.ndarray, cut: float, peak: float, lined: bool) -> np.ndarray:
+    """The ink: darker than ``cut``, and fainter ink down to ``_RIM_SHARE`` of the peak where it
+    touches that (hysteresis, as in Canny's edge detector), so a blurred or coarse stroke that
+    fades between its dark cores stays whole. Not on lined paper, where what is left of the lines
+    would join the digit."""
+    strong = (darkness > cut).astype(np.uint8)
+    if lined:
+        return strong
+    faint = (darkness > max(_MIN_CONTRAST, _RIM_SHARE * peak)).astype(np.uint8)
+    count, labels = cv2.connectedComponents(faint, connectivity=8)
+    touching = np.zeros(count, bool)
+    touching[labels[strong > 0]] = True
+    touching[0] = False
+    return touching[labels].astype(np.uint8)
 
 
 def _line_centres(rhos: np.ndarray, width: int) -> list[float]:
@@ -421,11 +438,12 @@ def find_digit(image: Image.Image) -> Extracted:
     peak, cut = _threshold(darkness)
     if peak < _MIN_INK:
         return Extracted(empty, "no ink found: the image looks blank")
-    if min(a.shape) >= _MIN_PHOTO_SIDE and _remove_paper_lines(darkness):
+    lined = min(a.shape) >= _MIN_PHOTO_SIDE and _remove_paper_lines(darkness)
+    if lined:
         peak, cut = _threshold(darkness)
         if peak < _MIN_INK:
             return Extracted(empty, "no digit found: only the lines of the paper")
-    mask = (darkness > cut).astype(np.uint8)
+    mask = _ink_mask(darkness, cut, peak, lined)
     found, reason = _digit_pieces(mask, darkness)
     if found is None:
         return Extracted(empty, reason)
@@ -458,7 +476,9 @@ def prepare_digit(image: Image.Image) -> np.ndarray:
        stroke) divides the image, so gradients, vignettes and soft shadows go away; what is left
        is each pixel's darkness relative to its paper.
     3. Ink mask: darker than 45 % of the ink's own darkness and at least 20 % darker than the
-       paper; ruled or squared paper lines (straight, thin, across the frame) are subtracted.
+       paper, and fainter ink down to 30 % where it touches that (a blurred stroke stays whole);
+       ruled or squared paper lines (straight, thin, across the frame) are subtracted, and on
+       such paper the fainter ink is left out.
     4. The digit: the connected component with the most ink and the pieces near it; specks,
        the page's edges and shadow borders along the frame are left out. Ink that is only a
        dot or a flat line (a dash), alone and with a clear edge, is not a digit.

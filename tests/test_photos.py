@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import pathlib
+import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -52,6 +55,24 @@ def _accuracy(tag: str, vectors: np.ndarray, labels: np.ndarray) -> float:
 
     model, _ = store.load_model(tag)
     return float(np.mean(np.asarray(model(vectors)).argmax(1) == labels))
+
+
+def test_the_baseline_is_the_other_checkouts_stem_whole(tmp_path):
+    """``bench.photos --baseline``: the other checkout's modules, their imports among themselves too
+    (they import each other as ``preprocessing.*``), and this checkout's package left as it was."""
+    from bench.photos import load_baseline
+    import preprocessing
+
+    ours = pathlib.Path(preprocessing.__file__).parent
+    shutil.copytree(ours, tmp_path / "preprocessing", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(tmp_path / "preprocessing" / "digits.py", "a") as f:  # a stem that answers 0.5 everywhere
+        f.write("\n\ndef find_digit(image):\n    return Extracted(np.full((IMAGE_SIDE, IMAGE_SIDE), 0.5, np.float32))\n")
+    baseline = load_baseline(tmp_path)
+    upload = photos.digit_photo(_digit28(), np.random.default_rng(0))
+    assert np.all(baseline.prepare_upload(upload, MNIST_DIGIT).vector == 0.5)
+    assert not np.all(prepare_upload(upload, MNIST_DIGIT).vector == 0.5)
+    assert sys.modules["preprocessing"] is preprocessing
+    assert pathlib.Path(sys.modules["preprocessing.digits"].__file__).parent == ours
 
 
 def test_hard_photos_of_real_digits_are_read_and_blank_pages_flagged(real_data_dir, served_models):
