@@ -66,15 +66,18 @@ def load_baseline(directory: Path):
     init = directory / "preprocessing" / "__init__.py"
     if not init.is_file():
         raise SystemExit(f"--baseline {directory}: no preprocessing/__init__.py there")
-    ours = {name: sys.modules.pop(name) for name in list(sys.modules)
-            if name == "preprocessing" or name.startswith("preprocessing.")}
-    sys.path.insert(0, str(directory.resolve()))
+    def take_package() -> dict:
+        return {name: sys.modules.pop(name) for name in list(sys.modules)
+                if name == "preprocessing" or name.startswith("preprocessing.")}
+
+    ours = take_package()
+    root = str(directory.resolve())
+    sys.path.insert(0, root)
     try:
         module = importlib.import_module("preprocessing")
     finally:
-        sys.path.remove(str(directory.resolve()))
-        for name in [n for n in sys.modules if n == "preprocessing" or n.startswith("preprocessing.")]:
-            del sys.modules[name]
+        sys.path.remove(root)
+        take_package()  # the baseline's modules: its functions keep them
         sys.modules.update(ours)
     if Path(module.__file__).resolve() != init.resolve():
         raise SystemExit(f"--baseline {directory}: its preprocessing package did not load from there")
