@@ -24,7 +24,7 @@ _WORK_MAX_SIDE = 320  # larger uploads are box-reduced to at most this (speed; a
 _BACKGROUND_SIDE = 96  # the paper's brightness is estimated on a copy about this small ...
 _CLOSING_SHARE = 1 / 5  # ... with a closing (a square) this share of its short side: wider than any stroke
 _MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light) ...
-_MIN_INK = 0.3  # ... and the darkest ink at least this much (less: a blank page, a shadow's rim)
+_MIN_INK = 0.3  # ... and the darkest ink, the frame's and the digit's, at least this much (less: blank, a shadow's rim)
 _PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness ...
 _RIM_SHARE = 0.3  # ... and fainter ink, down to this share, where it touches that (not on lined paper)
 _PAPER_SHARE = 0.3  # the paper estimate leaves out pixels darker than this share of the darkest (a soft rim)
@@ -308,6 +308,10 @@ def _digit_pieces(
     digit = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.drawContours(digit, [contours[i] for i in chosen], -1, 1, thickness=cv2.FILLED, offset=(-x0, -y0))
     digit &= mask[y0:y1, x0:x1]
+    # the frame's darkest ink may lie in what was left out (the desk, a shadow along the edge), and
+    # the piece kept be only its faint rim: the digit's own ink must be as dark as ink is
+    if float(cv2.blur(darkness[y0:y1, x0:x1], (3, 3))[digit > 0].max()) < _MIN_INK:
+        return None, "no ink found: only the edges of the page or shadows"
     return (digit, (y0, x0)), None
 
 
@@ -481,7 +485,8 @@ def prepare_digit(image: Image.Image) -> np.ndarray:
        such paper the fainter ink is left out.
     4. The digit: the connected component with the most ink and the pieces near it; specks,
        the page's edges and shadow borders along the frame are left out. Ink that is only a
-       dot or a flat line (a dash), alone and with a clear edge, is not a digit.
+       dot or a flat line (a dash), alone and with a clear edge, is not a digit; nor are pieces
+       whose darkest ink is as faint as a shadow's rim.
     5. Strokes much wider or thinner than MNIST's (relative to the digit's size) are eroded or
        dilated to MNIST's width.
     6. Fit into 20x20 keeping the aspect ratio (area-averaged), centre of mass at (14, 14) in

@@ -111,7 +111,7 @@ class Settings:
     workers: int | str = _env("WORKERS", "cpu_count",
                               "worker processes, each with both models and its own batch queue; "
                               "`cpu_count`: one per core BentoML sees (container CPU limits included)")
-    unsure_below: float = _env("UNSURE_BELOW", 0.6,
+    unsure_below: float = _env("UNSURE_BELOW", 0.7,
                                "answers whose calibrated confidence is below this are marked `unsure` "
                                "(0 to 1; 0: never)")
     tf_intra_op_threads: int = _env("TF_NUM_INTRAOP_THREADS", 1, "TensorFlow threads per operation, per worker")

@@ -755,6 +755,24 @@ def test_specks_and_a_desk_edge_are_not_a_digit():
     assert with_digit.found and corr(with_digit.pixels, prepare_digit(_paper_photo(_glyph_opacity(), np.full((h, w), 225.0)))) > 0.95
 
 
+@pytest.mark.parametrize("edge, smudge", [(0.5, 0.27), (0.55, 0.28)])
+def test_a_faint_smudge_beside_a_dark_edge_is_not_a_digit(edge, smudge):
+    """The frame's darkest ink is at its edge (left out) and what is left is only as dark as a
+    shadow's rim: nothing found. A faint but real digit on the same page is still found."""
+    h, w = 480, 640
+    shade = np.zeros((h, w), np.float32)
+    shade[140:340, :40] = edge  # a finger or the desk's corner at the frame's edge
+    soft = np.zeros((h, w), np.float32)
+    soft[100:200, 540:560] = 1.0  # a grey smudge, away from where the digit goes
+    soft = cv2.GaussianBlur(soft, (0, 0), 5)
+    page = 225.0 * (1.0 - np.maximum(shade, soft * (smudge / soft.max())))
+    empty = find_digit(_paper_photo(np.zeros((h, w), np.float32), page))
+    assert not empty.found and "shadows" in empty.reason
+    clean = prepare_digit(_paper_photo(_glyph_opacity(), np.full((h, w), 225.0)))
+    faint = find_digit(_paper_photo(_glyph_opacity(), page, ink_level=135.0))  # ink 40 % darker than the paper
+    assert faint.found and corr(faint.pixels, clean) > 0.95
+
+
 def test_prepare_upload_says_found():
     prepared = prepare_upload(encode(draw_digit(), "PNG"), MNIST_DIGIT)
     assert prepared.found and prepared.reason is None
