@@ -23,6 +23,10 @@ _MIN_PHOTO_SIDE = 100  # smaller images are digital drawings or MNIST itself: no
 _WORK_MAX_SIDE = 320  # larger uploads are box-reduced to at most this (speed; a digit needs far fewer)
 _BACKGROUND_SIDE = 96  # the paper's brightness is estimated on a copy about this small ...
 _CLOSING_SHARE = 1 / 5  # ... with a closing (a square) this share of its short side: wider than any stroke
+_EVEN_PAPER = 0.08  # ... unless a closing half the side wide varies less than this share: then one level
+_PLATEAU = (0.15, 0.02, 1 / 20, 1 / 6)  # ... unless a sharp-edged shadow lies inside: darker than the first,
+# flatter than the second (darkness per pixel of the small copy), its gaps up to the third share of the side
+# bridged (a stroke across it), and as wide as the fourth
 _MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light) ...
 _MIN_INK = 0.3  # ... and the darkest ink, the frame's and the digit's, at least this much (less: blank, a shadow's rim)
 _PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness ...
@@ -89,35 +93,74 @@ def _ink_is_dark(a: np.ndarray) -> bool:
     return background - lo >= hi - background
 
 
+def _one_level(a: np.ndarray) -> np.float32:
+    """The brightness of paper lit evenly: the image's 90th percentile (ink covers less than 90 %)."""
+    return np.float32(max(_percentiles(np.bincount(a.ravel(), minlength=256), (0.9,))[0], 1))
+
+
 def _darkness(a: np.ndarray) -> np.ndarray:
     """How much darker than its paper each pixel is: 0 (paper) .. 1 (black), float32.
 
-    The paper's brightness comes from a small copy: a morphological closing (the ink taken away)
-    gives an upper envelope, and the local mean of the pixels that are paper by the envelope's
-    account (normalised convolution) follows gradients, vignettes and soft shadows, where the
-    envelope alone would lie above the paper. Dividing by it evens out the light. Small images
-    (digital drawings, MNIST itself) have one paper level.
+    Small images (digital drawings, MNIST itself) have one paper level; so have larger pages lit
+    evenly (``_paper``).
     """
-    h, w = a.shape
-    if min(h, w) < _MIN_PHOTO_SIDE:
-        paper = np.float32(max(_percentiles(np.bincount(a.ravel(), minlength=256), (0.9,))[0], 1))
-    else:
-        scale = _BACKGROUND_SIDE / min(h, w)
-        small = cv2.resize(a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-        k = int(min(small.shape) * _CLOSING_SHARE) | 1
-        envelope = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)),
-                                    borderType=cv2.BORDER_REPLICATE).astype(np.float32)
-        small = small.astype(np.float32)
-        rough = 1.0 - small / np.maximum(envelope, 1.0)
-        paper_weight = (rough < max(_MIN_CONTRAST, _PAPER_SHARE * float(rough.max()))).astype(np.float32)
-        paper_weight = cv2.erode(paper_weight, np.ones((3, 3), np.uint8))
-        sigma = min(small.shape) * 0.025
-        paper = (cv2.GaussianBlur(small * paper_weight, (0, 0), sigma) + 0.05 * envelope) / (
-            cv2.GaussianBlur(paper_weight, (0, 0), sigma) + 0.05)
-        paper = cv2.resize(np.maximum(paper, 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    paper = _one_level(a) if min(a.shape) < _MIN_PHOTO_SIDE else _paper(a)
     darkness = paper - a
     darkness /= paper
     return np.maximum(darkness, 0.0, out=darkness)
+
+
+def _paper(a: np.ndarray) -> np.ndarray | np.float32:
+    """The paper's brightness behind each pixel of a photo or scan, estimated on a small copy.
+
+    A morphological closing (the ink taken away) gives an upper envelope, and the local mean of
+    the pixels that are paper by the envelope's account (normalised convolution) follows
+    gradients, vignettes and soft shadows, where the envelope alone would lie above the paper.
+    A page lit evenly has one level (``_even_level``).
+    """
+    h, w = a.shape
+    scale = _BACKGROUND_SIDE / min(h, w)
+    small = cv2.resize(a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    level = _even_level(a, small)
+    if level is not None:
+        return level
+    k = int(min(small.shape) * _CLOSING_SHARE) | 1
+    envelope = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)),
+                                borderType=cv2.BORDER_REPLICATE).astype(np.float32)
+    small = small.astype(np.float32)
+    rough = 1.0 - small / np.maximum(envelope, 1.0)
+    paper_weight = (rough < max(_MIN_CONTRAST, _PAPER_SHARE * float(rough.max()))).astype(np.float32)
+    paper_weight = cv2.erode(paper_weight, np.ones((3, 3), np.uint8))
+    sigma = min(small.shape) * 0.025
+    paper = (cv2.GaussianBlur(small * paper_weight, (0, 0), sigma) + 0.05 * envelope) / (
+        cv2.GaussianBlur(paper_weight, (0, 0), sigma) + 0.05)
+    return cv2.resize(np.maximum(paper, 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _even_level(a: np.ndarray, small: np.ndarray) -> np.float32 | None:
+    """The paper's one level if the page is lit evenly (a scan, a drawing), else None.
+
+    There the local estimate would only sink into the wide strokes of a blurred or coarse digit
+    and cut them apart. Evenly lit: a closing half the side wide (``small``, ink and small shadows
+    taken away) varies by less than ``_EVEN_PAPER``, and no shadow with a sharp edge lies inside:
+    a grey plateau, flat, wider than any stroke (a blurred stroke is nowhere flat; the blocks of
+    an enlarged thumbnail are small).
+    """
+    half = min(small.shape) // 2 | 1
+    wide = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (half, half)),
+                            borderType=cv2.BORDER_REPLICATE)
+    low, high = _percentiles(np.bincount(wide.ravel(), minlength=256), (0.01, 0.99))
+    if high - low > _EVEN_PAPER * high:
+        return None
+    level = _one_level(a)
+    shade = 1.0 - small.astype(np.float32) / level
+    slope = np.abs(cv2.Sobel(shade, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(shade, cv2.CV_32F, 0, 1))
+    grey, flat, bridge, size = _PLATEAU
+    plateau = ((shade > grey) & (slope < 8 * flat)).astype(np.uint8)  # (Sobel's 3x3 weighs a slope 8 times)
+    b = max(3, int(min(small.shape) * bridge)) | 1
+    plateau = cv2.morphologyEx(plateau, cv2.MORPH_CLOSE, np.ones((b, b), np.uint8))  # strokes across it
+    m = max(3, int(min(small.shape) * size))
+    return None if cv2.erode(plateau, np.ones((m, m), np.uint8)).any() else level
 
 
 def _threshold(darkness: np.ndarray) -> tuple[float, float]:
@@ -478,7 +521,8 @@ def prepare_digit(image: Image.Image) -> np.ndarray:
        (MNIST itself) is inverted first.
     2. Light: the paper's brightness (a morphological closing of a small copy, wider than any
        stroke) divides the image, so gradients, vignettes and soft shadows go away; what is left
-       is each pixel's darkness relative to its paper.
+       is each pixel's darkness relative to its paper. A page lit evenly (a scan, a drawing) has
+       one paper level, so the wide strokes of a blurred or coarse digit stay whole.
     3. Ink mask: darker than 45 % of the ink's own darkness and at least 20 % darker than the
        paper, and fainter ink down to 30 % where it touches that (a blurred stroke stays whole);
        ruled or squared paper lines (straight, thin, across the frame) are subtracted, and on

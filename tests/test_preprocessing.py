@@ -773,6 +773,45 @@ def test_a_faint_smudge_beside_a_dark_edge_is_not_a_digit(edge, smudge):
     assert faint.found and corr(faint.pixels, clean) > 0.95
 
 
+def _ring_eight() -> np.ndarray:
+    """A thin 8 of two rings, as a 28x28 MNIST-like image (light on dark, uint8)."""
+    fine = np.zeros((280, 280), np.float32)
+    cv2.circle(fine, (140, 95), 45, 1.0, 22)
+    cv2.circle(fine, (140, 190), 55, 1.0, 22)
+    out = np.zeros((28, 28), np.uint8)
+    out[4:24, 4:24] = np.rint(255 * np.clip(cv2.resize(fine, (20, 20), interpolation=cv2.INTER_AREA), 0, 1))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 2, 3])
+def test_a_faint_blurred_digit_on_white_paper_is_found(seed):
+    """A thin 8 blurred hard (sigma 1.8 px of 28, as `make bench-uploads` makes it) on a white
+    page: its darkest ink is little more than a third darker than the page. The page is lit
+    evenly, so it has one paper level; the local estimate sank into the wide blurred strokes, and
+    the stem said "no ink found"."""
+    from tools import variations
+
+    eight = _ring_eight()
+    upload = Image.open(io.BytesIO(variations.variation(eight, "blur 1.8", np.random.default_rng(seed))))
+    found = find_digit(upload)
+    assert found.found
+    assert corr(found.pixels, prepare_digit(Image.fromarray(255 - eight))) > 0.6
+
+
+@pytest.mark.parametrize("depth, radius", [(0.7, 150), (0.7, 110)])
+def test_a_sharp_edged_shadow_under_the_digit_is_paper(depth, radius):
+    """A disc of shadow with a hard edge, the digit written across it: the closing half the side
+    wide fills the disc, so the page would pass for evenly lit, and the disc for ink. Its flat
+    grey interior (a plateau, wider than a stroke) keeps the local paper estimate."""
+    ink = _glyph_opacity()
+    h, w = ink.shape
+    clean = prepare_digit(_paper_photo(ink, np.full((h, w), 225.0)))
+    shade = np.ones((h, w), np.float32)
+    cv2.circle(shade, (280, 240), radius, depth, -1)
+    found = find_digit(_paper_photo(ink, 225.0 * shade))
+    assert found.found and corr(found.pixels, clean) > 0.95
+
+
 def test_prepare_upload_says_found():
     prepared = prepare_upload(encode(draw_digit(), "PNG"), MNIST_DIGIT)
     assert prepared.found and prepared.reason is None
