@@ -773,13 +773,18 @@ def test_a_faint_smudge_beside_a_dark_edge_is_not_a_digit(edge, smudge):
     assert faint.found and corr(faint.pixels, clean) > 0.95
 
 
+def _eight_rings() -> np.ndarray:
+    """An 8 of two rings, 22 px strokes: ink opacity 0..1 on 300x300."""
+    ink = np.zeros((300, 300), np.float32)
+    cv2.circle(ink, (150, 100), 45, 1.0, 22)
+    cv2.circle(ink, (150, 200), 55, 1.0, 22)
+    return ink
+
+
 def _ring_eight() -> np.ndarray:
-    """A thin 8 of two rings, as a 28x28 MNIST-like image (light on dark, uint8)."""
-    fine = np.zeros((280, 280), np.float32)
-    cv2.circle(fine, (140, 95), 45, 1.0, 22)
-    cv2.circle(fine, (140, 190), 55, 1.0, 22)
+    """The rings' 8 as a thin 28x28 MNIST-like digit in a 20x20 box (light on dark, uint8)."""
     out = np.zeros((28, 28), np.uint8)
-    out[4:24, 4:24] = np.rint(255 * np.clip(cv2.resize(fine, (20, 20), interpolation=cv2.INTER_AREA), 0, 1))
+    out[4:24, 4:24] = np.rint(255 * np.clip(cv2.resize(_eight_rings(), (20, 20), interpolation=cv2.INTER_AREA), 0, 1))
     return out
 
 
@@ -850,10 +855,7 @@ def test_a_blurred_eight_keeps_both_loops(sigma):
     strokes fade below the ink mask's cut where the rings meet; the fainter ink that touches the
     mask (hysteresis) closes the loop again.
     """
-    ink = np.zeros((300, 300), np.float32)
-    cv2.circle(ink, (150, 100), 45, 1.0, 22)
-    cv2.circle(ink, (150, 200), 55, 1.0, 22)
-    ink = cv2.GaussianBlur(ink, (0, 0), sigma)
+    ink = cv2.GaussianBlur(_eight_rings(), (0, 0), sigma)
     page = np.clip(255.0 * (1.0 - ink / ink.max()), 0, 255).astype(np.uint8)
     found = find_digit(Image.fromarray(page))
     assert found.found
