@@ -27,6 +27,8 @@ _EVEN_PAPER = 0.08  # ... unless a closing half the side wide varies less than t
 _PLATEAU = (0.15, 0.02, 1 / 20, 1 / 6)  # ... unless a sharp-edged shadow lies inside: darker than the first,
 # flatter than the second (darkness per pixel of the small copy), its gaps up to the third share of the side
 # bridged (a stroke across it), and as wide as the fourth
+_PLATEAU_SHADE = (0.08, 0.5)  # ... and of one shade: the second share of its flat pixels within the first of
+# darkness (a shadow; the blocks of an enlarged thumbnail are of many shades)
 _MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light) ...
 _MIN_INK = 0.3  # ... and the darkest ink, the frame's and the digit's, at least this much (less: blank, a shadow's rim)
 _PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness ...
@@ -143,8 +145,9 @@ def _even_level(a: np.ndarray, small: np.ndarray) -> np.float32 | None:
     There the local estimate would only sink into the wide strokes of a blurred or coarse digit
     and cut them apart. Evenly lit: a closing half the side wide (``small``, ink and small shadows
     taken away) varies by less than ``_EVEN_PAPER``, and no shadow with a sharp edge lies inside:
-    a grey plateau, flat, wider than any stroke (a blurred stroke is nowhere flat; the blocks of
-    an enlarged thumbnail are small).
+    a grey plateau, flat, wider than any stroke, and of one shade (a blurred stroke is nowhere
+    flat; the blocks of an enlarged thumbnail are flat, and bridged they can be as wide, but each
+    block has its own shade).
     """
     half = min(small.shape) // 2 | 1
     wide = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (half, half)),
@@ -156,11 +159,23 @@ def _even_level(a: np.ndarray, small: np.ndarray) -> np.float32 | None:
     shade = 1.0 - small.astype(np.float32) / level
     slope = np.abs(cv2.Sobel(shade, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(shade, cv2.CV_32F, 0, 1))
     grey, flat, bridge, size = _PLATEAU
-    plateau = ((shade > grey) & (slope < 8 * flat)).astype(np.uint8)  # (Sobel's 3x3 weighs a slope 8 times)
+    flat_grey = ((shade > grey) & (slope < 8 * flat)).astype(np.uint8)  # (Sobel's 3x3 weighs a slope 8 times)
     b = max(3, int(min(small.shape) * bridge)) | 1
-    plateau = cv2.morphologyEx(plateau, cv2.MORPH_CLOSE, np.ones((b, b), np.uint8))  # strokes across it
+    plateau = cv2.morphologyEx(flat_grey, cv2.MORPH_CLOSE, np.ones((b, b), np.uint8))  # strokes across it
     m = max(3, int(min(small.shape) * size))
-    return None if cv2.erode(plateau, np.ones((m, m), np.uint8)).any() else level
+    wide_enough = cv2.erode(plateau, np.ones((m, m), np.uint8))
+    if not wide_enough.any():
+        return level
+    _, labels = cv2.connectedComponents(plateau)
+    width, share = _PLATEAU_SHADE
+    for k in np.unique(labels[wide_enough > 0]):
+        shades = np.sort(shade[(labels == k) & (flat_grey > 0)])
+        if not shades.size:
+            continue
+        most_of_one_shade = np.max(np.searchsorted(shades, shades + width) - np.arange(shades.size))
+        if most_of_one_shade >= share * shades.size:
+            return None  # a shadow
+    return level
 
 
 def _threshold(darkness: np.ndarray) -> tuple[float, float]:
