@@ -81,15 +81,18 @@ def _percentiles(counts: np.ndarray, shares: tuple[float, ...]) -> list[int]:
 def _ink_is_dark(a: np.ndarray) -> bool:
     """Dark ink on light paper (photos, scans, the web canvas) or light ink on dark (MNIST itself)?
 
-    Light ink needs an evenly dark background, as digital images have (a border band whose
-    middle half is within 32 grey levels, median below mid-grey), and a light extreme further
-    from it than the dark one. Photos, with their uneven light, count as dark ink on paper.
+    Light ink needs a dark background (a border band whose median is below mid-grey) and a light
+    extreme further from it than the dark one. In images of 100 px and more the band must also be
+    even (its middle half within 32 grey levels), as digital images are: photos, with their uneven
+    light, count as dark ink on paper. A smaller image is digital, and may be cropped to its
+    digit, whose strokes then reach the band (a 16x16 scan of a digit scaled to fill the box).
     """
     h, w = a.shape
     b = max(1, round(min(h, w) * 0.05))
     border = np.concatenate([a[:b].ravel(), a[-b:].ravel(), a[:, :b].ravel(), a[:, -b:].ravel()])
     q1, background, q3 = _percentiles(np.bincount(border, minlength=256), (0.25, 0.5, 0.75))
-    if background >= 128 or q3 - q1 > 32:
+    uneven = q3 - q1 > 32 and min(h, w) >= _MIN_PHOTO_SIDE  # (a small image cropped to its digit has ink there)
+    if background >= 128 or uneven:
         return True
     lo, hi = _percentiles(np.bincount(a.ravel(), minlength=256), (0.005, 0.995))
     return background - lo >= hi - background

@@ -805,6 +805,19 @@ def test_a_faint_blurred_digit_on_white_paper_is_found(seed):
     assert corr(found.pixels, prepare_digit(Image.fromarray(255 - eight))) > 0.6
 
 
+def test_a_small_digit_cropped_to_its_box_keeps_its_polarity():
+    """A 16x16 light 8 on black, scaled to fill the box (as 16x16 scans of digits are): its
+    strokes reach the border, so the border band is uneven, which in a photo means uneven light
+    and dark ink. A small image is digital: the band's median (black) is its background, and the
+    8 reads as it does drawn dark on white."""
+    rings = cv2.resize(_eight_rings(stroke=40)[35:276, 75:226], (16, 16), interpolation=cv2.INTER_AREA)
+    light = np.rint(255 * np.clip(rings, 0, 1)).astype(np.uint8)
+    assert light[0].any() and light[-1].any()  # cropped to the digit
+    on_black, on_white = find_digit(Image.fromarray(light)), find_digit(Image.fromarray(255 - light))
+    assert on_black.found and on_white.found
+    assert corr(on_black.pixels, on_white.pixels) > 0.95
+
+
 @pytest.mark.parametrize("seed", [0, 1, 6])
 def test_an_enlarged_pixelated_thumbnail_is_one_paper_level(seed):
     """An 8 shrunk to 8x8 and enlarged by repeating pixels (`make bench-uploads`' "low-res 8",
