@@ -64,14 +64,17 @@ def answer_stats(answers: list[dict], labels: np.ndarray) -> dict:
 
 
 def digit_sets(classifier: Classifier, x: np.ndarray, y: np.ndarray, n: int, seed: int) -> list[dict]:
-    """The digit model on pad-written digits and on the handwriting variations of ``x[:n]``:
-    one row per set (``answer_stats`` and its name)."""
+    """The digit model on pad-written digits and on the handwriting variations and cropped sets
+    of ``x[:n]``: one row per set (``answer_stats`` and its name)."""
     rows = []
     uploads, labels = pad.digit_uploads(n, set_rng(seed, PAD_DIGITS))
     rows.append({"set": PAD_DIGITS, **answer_stats(classifier.predict(uploads), labels)})
     x, y = x[:n], y[:n]
     for name in variations.SETS:
         uploads = variations.variation_uploads(x, name, set_rng(seed, name))
+        rows.append({"set": name, **answer_stats(classifier.predict(uploads), y)})
+    for name in variations.CROPPED_SETS:
+        uploads = [variations.cropped(image, name) for image in x]
         rows.append({"set": name, **answer_stats(classifier.predict(uploads), y)})
     return rows
 
@@ -133,7 +136,9 @@ def set_lines(rows: list[dict], args) -> list[str]:
             "for people's writing on the pad, not collected from users. Variations: the first test images "
             "of the columns above, as dark ink on white PNGs of 200-400 px, with strokes eroded or dilated, "
             "blurred, or shrunk to a low resolution and enlarged again (`tools/variations.py`; sizes in the "
-            "28x28 image's pixels). Flagged = `unsure` or `found: false` at `UNSURE_BELOW` = "
+            "28x28 image's pixels). Cropped: the same digits as 16x16 PNGs cropped to their ink and scaled to "
+            "fill the box, as some digit collections keep them (no paper around them). Flagged = `unsure` or "
+            "`found: false` at `UNSURE_BELOW` = "
             f"{r['unsure_below']:g}; sure wrong = wrong among the answers not flagged.",
             "",
             "| set | images | accuracy | flagged | of which found: false | sure answers | sure wrong |",

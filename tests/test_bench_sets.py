@@ -66,9 +66,26 @@ def test_low_resolution_sets_lose_detail():
     assert err("low-res 14") < err("low-res 8")
 
 
+@pytest.mark.parametrize("name", list(variations.CROPPED_SETS))
+def test_every_cropped_set_is_a_16px_png_cut_to_the_digit(name):
+    data = variations.cropped(_digit28(), name)
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG" and image.mode == "L" and image.size == (16, 16)
+    _, binary, light_on_dark = variations.CROPPED_SETS[name]
+    ink = np.asarray(image, np.float64) / 255.0
+    ink = ink if light_on_dark else 1.0 - ink
+    reaches = [side.max() > 0.2 for side in (ink[0], ink[-1], ink[:, 0], ink[:, -1])]
+    assert (reaches[0] and reaches[1]) or (reaches[2] and reaches[3])  # no paper around the digit
+    assert ink.mean() < 0.5  # ... and the background is most of the image
+    assert (set(np.unique(ink)) <= {0.0, 1.0}) == binary
+    assert find_digit(decode_image(data)).found
+
+
 def test_unknown_variation_is_refused():
     with pytest.raises(ValueError, match="unknown variation"):
         variations.variation(_digit28(), "sepia", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown cropped set"):
+        variations.cropped(_digit28(), "sepia")
 
 
 # ------------------------------------------------------------------ the benchmarks' rows
@@ -105,7 +122,7 @@ def test_digit_sets_rows_with_a_stand_in_model():
     x = np.stack([_digit28()] * 4)
     y = np.full(4, 7)
     rows = bench_uploads.digit_sets(_classifier(0.9, 7), x, y, 4, seed=bench_uploads.DEV_SEED)
-    assert [r["set"] for r in rows] == [bench_uploads.PAD_DIGITS, *variations.SETS]
+    assert [r["set"] for r in rows] == [bench_uploads.PAD_DIGITS, *variations.SETS, *variations.CROPPED_SETS]
     pad_row, *variation_rows = rows
     # the pad's digits are 0, 1, 2, 3, all answered "7", 90 % sure: sure and wrong
     assert pad_row == {"set": bench_uploads.PAD_DIGITS, "n": 4, "accuracy": 0.0, "flagged": 0.0,

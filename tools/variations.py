@@ -18,6 +18,11 @@ of its digits):
 * ``low-res 14`` / ``low-res 10`` / ``low-res 8``: the digit shrunk to 14x14, 10x10 or 8x8 (area
   average) and enlarged again to the upload's size, half bicubic, half pixelated (nearest
   neighbour), as a thumbnail someone enlarged.
+
+Cropped sets (:data:`CROPPED_SETS`, :func:`cropped`): the digit as some collections of handwritten
+digits keep it, a 16x16 PNG cropped to its ink and scaled to fill the box (its shape kept, or
+stretched both ways), grey or binarised, light on dark or dark on light. Nothing random: no
+paper around it, and its strokes reach the image's border.
 """
 
 from __future__ import annotations
@@ -107,3 +112,37 @@ def variation(pixels28: np.ndarray, name: str, rng: np.random.Generator) -> byte
 def variation_uploads(images: np.ndarray, name: str, rng: np.random.Generator) -> list[bytes]:
     """``images`` (n, 28, 28 uint8) as uploads of set ``name``."""
     return [variation(image, name, rng) for image in images]
+
+
+CROPPED_SIDE = 16
+#: cropped set name -> (shape kept, binarised, light on dark)
+CROPPED_SETS: dict[str, tuple[bool, bool, bool]] = {
+    "16x16 crop, light on dark": (True, False, True),
+    "16x16 crop, stretched, light on dark": (False, False, True),
+    "16x16 crop, binary, dark on light": (True, True, False),
+    "16x16 crop, binary, stretched, dark on light": (False, True, False),
+}
+
+
+def cropped(pixels28: np.ndarray, name: str) -> bytes:
+    """One 28x28 uint8 test-split digit (light on dark) as a 16x16 PNG of set ``name``: cropped to
+    its ink (above 30 of 255) and scaled to fill the box (``INTER_AREA``)."""
+    try:
+        keep_shape, binary, light_on_dark = CROPPED_SETS[name]
+    except KeyError:
+        raise ValueError(f"unknown cropped set {name!r}; known: {', '.join(CROPPED_SETS)}") from None
+    pixels = check_pixels(pixels28)
+    ys, xs = np.nonzero(pixels > 30)
+    ink = pixels[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255.0
+    if keep_shape:  # centred in a square of its longer side
+        h, w = ink.shape
+        side = max(h, w)
+        ink = cv2.copyMakeBorder(ink, (side - h) // 2, side - h - (side - h) // 2, (side - w) // 2,
+                                 side - w - (side - w) // 2, cv2.BORDER_CONSTANT, value=0)
+    ink = cv2.resize(ink, (CROPPED_SIDE, CROPPED_SIDE), interpolation=cv2.INTER_AREA)
+    if binary:
+        ink = (ink > 0.5).astype(np.float32)
+    gray = np.rint(255.0 * (ink if light_on_dark else 1.0 - ink)).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(gray).save(buffer, "PNG")
+    return buffer.getvalue()
