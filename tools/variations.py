@@ -103,10 +103,7 @@ def variation(pixels28: np.ndarray, name: str, rng: np.random.Generator) -> byte
     ink = cv2.resize(ink, (tile, tile), interpolation=cv2.INTER_AREA)
     top, left = (int(v) for v in rng.integers(0, side - tile + 1, size=2))
     ink = cv2.copyMakeBorder(ink, top, side - tile - top, left, side - tile - left, cv2.BORDER_CONSTANT, value=0)
-    gray = np.rint(255.0 * (1.0 - np.clip(ink, 0.0, 1.0))).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(gray).save(buffer, "PNG")
-    return buffer.getvalue()
+    return _png(np.rint(255.0 * (1.0 - np.clip(ink, 0.0, 1.0))).astype(np.uint8))
 
 
 def variation_uploads(images: np.ndarray, name: str, rng: np.random.Generator) -> list[bytes]:
@@ -142,7 +139,11 @@ def cropped(pixels28: np.ndarray, name: str) -> bytes:
     ink = cv2.resize(ink, (CROPPED_SIDE, CROPPED_SIDE), interpolation=cv2.INTER_AREA)
     if binary:
         ink = (ink > 0.5).astype(np.float32)
-    gray = np.rint(255.0 * (ink if light_on_dark else 1.0 - ink)).astype(np.uint8)
+    return _png(np.rint(255.0 * (ink if light_on_dark else 1.0 - ink)).astype(np.uint8))
+
+
+def _png(gray: np.ndarray) -> bytes:
+    """A uint8 greyscale image as PNG bytes."""
     buffer = io.BytesIO()
     Image.fromarray(gray).save(buffer, "PNG")
     return buffer.getvalue()
