@@ -137,7 +137,8 @@ def set_lines(rows: list[dict], args) -> list[str]:
             "of the columns above, as dark ink on white PNGs of 200-400 px, with strokes eroded or dilated, "
             "blurred, or shrunk to a low resolution and enlarged again (`tools/variations.py`; sizes in the "
             "28x28 image's pixels). Cropped: the same digits as 16x16 PNGs cropped to their ink and scaled to "
-            "fill the box, as some digit collections keep them (no paper around them). Flagged = `unsure` or "
+            "fill the box, as some digit collections keep them (no paper around them); two of them enlarged to "
+            "256 px. Flagged = `unsure` or "
             "`found: false` at `UNSURE_BELOW` = "
             f"{r['unsure_below']:g}; sure wrong = wrong among the answers not flagged.",
             "",

@@ -20,6 +20,11 @@ from preprocessing.vector import IMAGE_SIDE, Extracted
 _DIGIT_BOX = 20  # MNIST fits the digit into 20x20 ...
 _DIGIT_CENTRE = 14.0  # ... and puts its centre of mass at pixel (14, 14).
 _MIN_PHOTO_SIDE = 100  # smaller images are digital drawings or MNIST itself: no paper lines, even light
+_CLEAN_PAPER = (4, 0.85)  # so is a larger image whose paper is one exact grey level: of the pixels within
+# the first number of levels of its most common one, that one holds at least the second share (digital
+# images 0.85-1.0, mostly above 0.9; a few compressed photos of evenly lit pages too, hence ...)
+_CLEAN_SAMPLE_SIDE = 160  # (counted on one pixel of every few, this many on the long side)
+_INK_SHADE = 0.7  # ... no shadow on it: a flat plateau lighter than this (darker: a binary digit's ink)
 _WORK_MAX_SIDE = 320  # larger uploads are box-reduced to at most this (speed; a digit needs far fewer)
 _BACKGROUND_SIDE = 96  # the paper's brightness is estimated on a copy about this small ...
 _CLOSING_SHARE = 1 / 5  # ... with a closing (a square) this share of its short side: wider than any stroke
@@ -63,13 +68,40 @@ _STROKE_RANGE = (1.3, 4.5)
 _STROKE_TARGET = (1.8, 3.3)
 
 
-def _work_array(image: Image.Image) -> np.ndarray:
-    """The image as uint8, box-reduced by an integer factor to about ``_WORK_MAX_SIDE`` at most."""
+def _work_array(image: Image.Image) -> tuple[np.ndarray, bool]:
+    """The image as uint8, box-reduced by an integer factor to about ``_WORK_MAX_SIDE`` at most, and
+    whether its paper is one exact grey level (``_CLEAN_PAPER``), with no sensor noise (images
+    under ``_MIN_PHOTO_SIDE`` count as clean: they are digital)."""
     gray = image if image.mode == "L" else to_grayscale(image)
     factor = math.ceil(max(gray.size) / _WORK_MAX_SIDE)
-    if factor >= 2:
-        gray = gray.reduce(factor)
-    return np.asarray(gray, dtype=np.uint8)
+    a = np.asarray(gray.reduce(factor) if factor >= 2 else gray, dtype=np.uint8)
+    if min(a.shape) < _MIN_PHOTO_SIDE:
+        return a, True
+    # one pixel of every few (a box average would smooth a photo's sensor noise away)
+    step = math.ceil(max(gray.size) / _CLEAN_SAMPLE_SIDE)
+    w, h = gray.size
+    sample = np.asarray(gray.resize((math.ceil(w / step), math.ceil(h / step)), Image.Resampling.NEAREST), np.uint8)
+    counts = np.bincount(sample.ravel(), minlength=256)
+    mode = int(counts.argmax())
+    spread, share = _CLEAN_PAPER
+    return a, bool(counts[mode] >= share * counts[max(0, mode - spread) : mode + spread + 1].sum())
+
+
+def _digital(a: np.ndarray, clean: bool) -> bool:
+    """A digital image (a drawing, a screenshot, a digit cropped and enlarged) rather than a photo or
+    scan: smaller than ``_MIN_PHOTO_SIDE``, or its paper one exact grey level (``clean``) and no
+    shadow on it (a photo of an evenly lit page can be as clean once compressed)."""
+    if not clean or min(a.shape) < _MIN_PHOTO_SIDE:
+        return clean
+    paper = a if np.bincount(a.ravel(), minlength=256).argmax() >= 128 else 255 - a  # (the most common level)
+    return _even_level(paper, _small_copy(paper), _INK_SHADE) is not None
+
+
+def _small_copy(a: np.ndarray) -> np.ndarray:
+    """``a`` area-reduced to about ``_BACKGROUND_SIDE`` on its short side."""
+    h, w = a.shape
+    scale = _BACKGROUND_SIDE / min(h, w)
+    return cv2.resize(a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def _percentiles(counts: np.ndarray, shares: tuple[float, ...]) -> list[int]:
@@ -78,20 +110,21 @@ def _percentiles(counts: np.ndarray, shares: tuple[float, ...]) -> list[int]:
     return np.searchsorted(cumulative, np.asarray(shares) * cumulative[-1]).tolist()
 
 
-def _ink_is_dark(a: np.ndarray) -> bool:
+def _ink_is_dark(a: np.ndarray, digital: bool) -> bool:
     """Dark ink on light paper (photos, scans, the web canvas) or light ink on dark (MNIST itself)?
 
     Light ink needs a dark background (a border band whose median is below mid-grey) and a light
     extreme further from it than the dark one. In images of 100 px and more the band must also be
-    even (its middle half within 32 grey levels), as digital images are: photos, with their uneven
-    light, count as dark ink on paper. A smaller image is digital, and may be cropped to its
-    digit, whose strokes then reach the band (a 16x16 scan of a digit scaled to fill the box).
+    even (its middle half within 32 grey levels): photos, with their uneven light, count as dark
+    ink on paper. A digital image (``_digital``) may be cropped to its digit, whose strokes then
+    reach the band (a 16x16 scan of a digit scaled to fill the box, or the same enlarged).
     """
     h, w = a.shape
     b = max(1, round(min(h, w) * 0.05))
     border = np.concatenate([a[:b].ravel(), a[-b:].ravel(), a[:, :b].ravel(), a[:, -b:].ravel()])
     q1, background, q3 = _percentiles(np.bincount(border, minlength=256), (0.25, 0.5, 0.75))
-    uneven = q3 - q1 > 32 and min(h, w) >= _MIN_PHOTO_SIDE  # (a small image cropped to its digit has ink there)
+    # (a digital image cropped to its digit has ink there)
+    uneven = q3 - q1 > 32 and not digital
     if background >= 128 or uneven:
         return True
     lo, hi = _percentiles(np.bincount(a.ravel(), minlength=256), (0.005, 0.995))
@@ -103,13 +136,13 @@ def _one_level(a: np.ndarray) -> np.float32:
     return np.float32(max(_percentiles(np.bincount(a.ravel(), minlength=256), (0.9,))[0], 1))
 
 
-def _darkness(a: np.ndarray) -> np.ndarray:
+def _darkness(a: np.ndarray, digital: bool) -> np.ndarray:
     """How much darker than its paper each pixel is: 0 (paper) .. 1 (black), float32.
 
-    Small images (digital drawings, MNIST itself) have one paper level; so have larger pages lit
-    evenly (``_paper``).
+    Digital images (``_digital``: drawings, MNIST itself, digits cropped and enlarged) have one
+    paper level; so have photos and scans of pages lit evenly (``_paper``).
     """
-    paper = _one_level(a) if min(a.shape) < _MIN_PHOTO_SIDE else _paper(a)
+    paper = _one_level(a) if digital else _paper(a)
     darkness = paper - a
     darkness /= paper
     return np.maximum(darkness, 0.0, out=darkness)
@@ -124,8 +157,7 @@ def _paper(a: np.ndarray) -> np.ndarray | np.float32:
     A page lit evenly has one level (``_even_level``).
     """
     h, w = a.shape
-    scale = _BACKGROUND_SIDE / min(h, w)
-    small = cv2.resize(a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    small = _small_copy(a)
     level = _even_level(a, small)
     if level is not None:
         return level
@@ -142,7 +174,7 @@ def _paper(a: np.ndarray) -> np.ndarray | np.float32:
     return cv2.resize(np.maximum(paper, 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _even_level(a: np.ndarray, small: np.ndarray) -> np.float32 | None:
+def _even_level(a: np.ndarray, small: np.ndarray, darkest: float = math.inf) -> np.float32 | None:
     """The paper's one level if the page is lit evenly (a scan, a drawing), else None.
 
     There the local estimate would only sink into the wide strokes of a blurred or coarse digit
@@ -150,7 +182,8 @@ def _even_level(a: np.ndarray, small: np.ndarray) -> np.float32 | None:
     taken away) varies by less than ``_EVEN_PAPER``, and no shadow with a sharp edge lies inside:
     a grey plateau, flat, wider than any stroke, and of one shade (a blurred stroke is nowhere
     flat; the blocks of an enlarged thumbnail are flat, and bridged they can be as wide, but each
-    block has its own shade).
+    block has its own shade). Plateaus at least ``darkest`` dark are not counted (ink, in a digital
+    image).
     """
     half = min(small.shape) // 2 | 1
     wide = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (half, half)),
@@ -162,7 +195,8 @@ def _even_level(a: np.ndarray, small: np.ndarray) -> np.float32 | None:
     shade = 1.0 - small.astype(np.float32) / level
     slope = np.abs(cv2.Sobel(shade, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(shade, cv2.CV_32F, 0, 1))
     grey, flat, bridge, size = _PLATEAU
-    flat_grey = ((shade > grey) & (slope < 8 * flat)).astype(np.uint8)  # (Sobel's 3x3 weighs a slope 8 times)
+    flat_grey = (shade > grey) & (shade < darkest) & (slope < 8 * flat)  # (Sobel's 3x3 weighs a slope 8 times)
+    flat_grey = flat_grey.astype(np.uint8)
     b = max(3, int(min(small.shape) * bridge)) | 1
     plateau = cv2.morphologyEx(flat_grey, cv2.MORPH_CLOSE, np.ones((b, b), np.uint8))  # strokes across it
     m = max(3, int(min(small.shape) * size))
@@ -313,7 +347,7 @@ def _remove_paper_lines(darkness: np.ndarray) -> bool:
 
 
 def _digit_pieces(
-    mask: np.ndarray, darkness: np.ndarray
+    mask: np.ndarray, darkness: np.ndarray, digital: bool
 ) -> tuple[tuple[np.ndarray, tuple[int, int]] | None, str | None]:
     """The connected pieces of ink that make the digit: (its mask cropped to its box, the box's
     top-left corner), or None and why not.
@@ -331,7 +365,9 @@ def _digit_pieces(
     if min(h, w) >= _MIN_PHOTO_SIDE:  # (in a small digital image a stroke may run along the edge)
         # the desk beyond the page's edge, shadows at the frame's edge: in touch with the frame over
         # a good part of its side (a digit's stroke that leaves the frame touches it over its
-        # width only), or faint where they touch it (the rim where a shadow's edge meets the frame)
+        # width only), or faint where they touch it (the rim where a shadow's edge meets the frame).
+        # In a digital image a digit cropped to its box touches it as much, but reaches across the
+        # frame from every side it touches, where the desk seen past an overexposed page does not.
         edge = _EDGE_CONTACT * min(h, w)
         largest = max(area)
         for i, (x, y, bw, bh) in enumerate(boxes):
@@ -341,7 +377,9 @@ def _digit_pieces(
             contact = (int(piece[0].sum()) if y == 0 else 0) + (int(piece[-1].sum()) if y + bh == h else 0) + (
                 int(piece[:, 0].sum()) if x == 0 else 0) + (int(piece[:, -1].sum()) if x + bw == w else 0)
             faint = float(darkness[y : y + bh, x : x + bw][piece > 0].mean()) < _MIN_INK
-            if contact >= edge or faint:
+            across = digital and (2 * bh >= h or not (y == 0 or y + bh == h)) and (
+                2 * bw >= w or not (x == 0 or x + bw == w))
+            if faint or (contact >= edge and not across):
                 area[i] = 0
     main = max(range(len(area)), key=area.__getitem__)
     if area[main] <= 0:
@@ -496,10 +534,11 @@ def find_digit(image: Image.Image) -> Extracted:
     paper lines or shadows, only a dot or a dash); then ``pixels`` is all zeros.
     """
     empty = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32)
-    a = _work_array(image)
-    if not _ink_is_dark(a):
+    a, clean = _work_array(image)
+    digital = _digital(a, clean)
+    if not _ink_is_dark(a, digital):
         a = 255 - a
-    darkness = _darkness(a)
+    darkness = _darkness(a, digital)
     peak, cut = _threshold(darkness)
     if peak < _MIN_INK:
         return Extracted(empty, "no ink found: the image looks blank")
@@ -509,7 +548,7 @@ def find_digit(image: Image.Image) -> Extracted:
         if peak < _MIN_INK:
             return Extracted(empty, "no digit found: only the lines of the paper")
     mask = _ink_mask(darkness, cut, peak, lined)
-    found, reason = _digit_pieces(mask, darkness)
+    found, reason = _digit_pieces(mask, darkness, digital)
     if found is None:
         return Extracted(empty, reason)
 

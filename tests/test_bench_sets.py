@@ -70,8 +70,8 @@ def test_low_resolution_sets_lose_detail():
 def test_every_cropped_set_is_a_16px_png_cut_to_the_digit(name):
     data = variations.cropped(_digit28(), name)
     image = Image.open(io.BytesIO(data))
-    assert image.format == "PNG" and image.mode == "L" and image.size == (16, 16)
-    _, binary, light_on_dark = variations.CROPPED_SETS[name]
+    _, binary, light_on_dark, enlarged = variations.CROPPED_SETS[name]
+    assert image.format == "PNG" and image.mode == "L" and image.size == (16 * enlarged, 16 * enlarged)
     ink = np.asarray(image, np.float64) / 255.0
     ink = ink if light_on_dark else 1.0 - ink
     reaches = [side.max() > 0.2 for side in (ink[0], ink[-1], ink[:, 0], ink[:, -1])]

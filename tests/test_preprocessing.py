@@ -645,9 +645,10 @@ def _stroke_width_in_box(out: np.ndarray) -> float:
     return _stroke_width((out > 0.5).astype(np.uint8))
 
 
-def _paper_photo(ink: np.ndarray, paper: np.ndarray, ink_level: float = 40.0, seed: int = 0) -> Image.Image:
+def _paper_photo(ink: np.ndarray, paper: np.ndarray, ink_level: float = 40.0, seed: int = 0,
+                 noise: float = 3.0) -> Image.Image:
     """Dark ink (opacity 0..1) on paper (grey levels per pixel), with sensor noise."""
-    page = paper - (paper - ink_level) * ink + np.random.default_rng(seed).normal(0, 3, ink.shape)
+    page = paper - (paper - ink_level) * ink + np.random.default_rng(seed).normal(0, noise, ink.shape)
     return Image.fromarray(np.clip(np.rint(page), 0, 255).astype(np.uint8))
 
 
@@ -833,17 +834,48 @@ def test_an_enlarged_pixelated_thumbnail_is_one_paper_level(seed):
     assert corr(found.pixels, prepare_digit(Image.fromarray(255 - eight))) > 0.6
 
 
-@pytest.mark.parametrize("depth, radius", [(0.7, 150), (0.7, 110)])
-def test_a_sharp_edged_shadow_under_the_digit_is_paper(depth, radius):
+@pytest.mark.parametrize("depth, radius, noise", [(0.7, 150, 3.0), (0.7, 110, 3.0), (0.7, 150, 0.0)])
+def test_a_sharp_edged_shadow_under_the_digit_is_paper(depth, radius, noise):
     """A disc of shadow with a hard edge, the digit written across it: the closing half the side
     wide fills the disc, so the page would pass for evenly lit, and the disc for ink. Its flat
-    grey interior (a plateau, wider than a stroke) keeps the local paper estimate."""
+    grey interior (a plateau, wider than a stroke) keeps the local paper estimate. Without sensor
+    noise (a compressed photo's flat paper) the paper is one exact level, as a digital image's
+    is, and the same plateau keeps it a photo."""
     ink = _glyph_opacity()
     h, w = ink.shape
     clean = prepare_digit(_paper_photo(ink, np.full((h, w), 225.0)))
     shade = np.ones((h, w), np.float32)
     cv2.circle(shade, (280, 240), radius, depth, -1)
-    found = find_digit(_paper_photo(ink, 225.0 * shade))
+    found = find_digit(_paper_photo(ink, 225.0 * shade, noise=noise))
+    assert found.found and corr(found.pixels, clean) > 0.95
+
+
+@pytest.mark.parametrize("light", [False, True])
+@pytest.mark.parametrize("how", [cv2.INTER_NEAREST, cv2.INTER_CUBIC])
+def test_a_digit_cropped_to_its_box_and_enlarged_is_found(light, how):
+    """A 16x16 8 that fills its box, enlarged to 256 px: its strokes touch the frame over more
+    than a tenth of its side, as the desk beyond a page does in a photo, and were dropped ("only
+    the edges of the page"). Its paper is one exact grey level, so the image is digital: one paper
+    level, and a piece that reaches across the frame from the sides it touches is the digit."""
+    rings = cv2.resize(_eight_rings(stroke=40)[35:276, 75:226], (16, 16), interpolation=cv2.INTER_AREA)
+    small = prepare_digit(Image.fromarray(np.rint(255 * (1 - np.clip(rings, 0, 1))).astype(np.uint8)))
+    ink = np.clip(cv2.resize(rings, (256, 256), interpolation=how), 0, 1)
+    page = np.rint(255 * (ink if light else 1 - ink)).astype(np.uint8)
+    found = find_digit(Image.fromarray(page))
+    assert found.found, found.reason
+    assert _loops(found.pixels) == 2 and corr(found.pixels, small) > 0.7  # the 16x16 copy's 8
+
+
+def test_the_desk_past_an_overexposed_page_is_not_the_digit():
+    """An overexposed photo: the page clipped to white, so its paper is one exact level, and the
+    desk a dark band along the bottom. The band touches the frame over its whole width and reaches
+    a tenth of the way in: it is left out, as in any photo, and the digit is found."""
+    ink = _glyph_opacity()
+    h, w = ink.shape
+    clean = prepare_digit(_paper_photo(ink, np.full((h, w), 225.0)))
+    page = np.asarray(_paper_photo(ink, np.full((h, w), 255.0), noise=0.0)).copy()
+    page[int(0.9 * h):] = 70
+    found = find_digit(Image.fromarray(page))
     assert found.found and corr(found.pixels, clean) > 0.95
 
 

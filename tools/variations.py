@@ -21,8 +21,9 @@ of its digits):
 
 Cropped sets (:data:`CROPPED_SETS`, :func:`cropped`): the digit as some collections of handwritten
 digits keep it, a 16x16 PNG cropped to its ink and scaled to fill the box (its shape kept, or
-stretched both ways), grey or binarised, light on dark or dark on light. Nothing random: no
-paper around it, and its strokes reach the image's border.
+stretched both ways), grey or binarised, light on dark or dark on light; two of them enlarged to
+256 px (as a viewer or a converter saves such a digit). Nothing random: no paper around it, and
+its strokes reach the image's border.
 """
 
 from __future__ import annotations
@@ -112,20 +113,23 @@ def variation_uploads(images: np.ndarray, name: str, rng: np.random.Generator) -
 
 
 CROPPED_SIDE = 16
-#: cropped set name -> (shape kept, binarised, light on dark)
-CROPPED_SETS: dict[str, tuple[bool, bool, bool]] = {
-    "16x16 crop, light on dark": (True, False, True),
-    "16x16 crop, stretched, light on dark": (False, False, True),
-    "16x16 crop, binary, dark on light": (True, True, False),
-    "16x16 crop, binary, stretched, dark on light": (False, True, False),
+#: cropped set name -> (shape kept, binarised, light on dark, enlarged this many times or 1)
+CROPPED_SETS: dict[str, tuple[bool, bool, bool, int]] = {
+    "16x16 crop, light on dark": (True, False, True, 1),
+    "16x16 crop, stretched, light on dark": (False, False, True, 1),
+    "16x16 crop, binary, dark on light": (True, True, False, 1),
+    "16x16 crop, binary, stretched, dark on light": (False, True, False, 1),
+    "16x16 crop, light on dark, enlarged to 256 px": (True, False, True, 16),
+    "16x16 crop, binary, stretched, dark on light, enlarged to 256 px": (False, True, False, 16),
 }
 
 
 def cropped(pixels28: np.ndarray, name: str) -> bytes:
     """One 28x28 uint8 test-split digit (light on dark) as a 16x16 PNG of set ``name``: cropped to
-    its ink (above 30 of 255) and scaled to fill the box (``INTER_AREA``)."""
+    its ink (above 30 of 255) and scaled to fill the box (``INTER_AREA``); an enlarged set's copy
+    is then enlarged, a grey one bicubic, a binary one by repeating pixels."""
     try:
-        keep_shape, binary, light_on_dark = CROPPED_SETS[name]
+        keep_shape, binary, light_on_dark, enlarged = CROPPED_SETS[name]
     except KeyError:
         raise ValueError(f"unknown cropped set {name!r}; known: {', '.join(CROPPED_SETS)}") from None
     pixels = check_pixels(pixels28)
@@ -139,6 +143,10 @@ def cropped(pixels28: np.ndarray, name: str) -> bytes:
     ink = cv2.resize(ink, (CROPPED_SIDE, CROPPED_SIDE), interpolation=cv2.INTER_AREA)
     if binary:
         ink = (ink > 0.5).astype(np.float32)
+    if enlarged > 1:
+        side = CROPPED_SIDE * enlarged
+        how = cv2.INTER_NEAREST if binary else cv2.INTER_CUBIC
+        ink = np.clip(cv2.resize(ink, (side, side), interpolation=how), 0.0, 1.0)
     return _png(np.rint(255.0 * (ink if light_on_dark else 1.0 - ink)).astype(np.uint8))
 
 
