@@ -21,8 +21,9 @@ _DIGIT_BOX = 20  # MNIST fits the digit into 20x20 ...
 _DIGIT_CENTRE = 14.0  # ... and puts its centre of mass at pixel (14, 14).
 _MIN_PHOTO_SIDE = 100  # smaller images are digital drawings or MNIST itself: no paper lines, even light
 _CLEAN_PAPER = (4, 0.85)  # so is a larger image whose paper is one exact grey level: of the pixels within
-# the first number of levels of its most common one, that one holds at least the second share (digital
-# images 0.85-1.0, mostly above 0.9; a few compressed photos of evenly lit pages too, hence ...)
+# the first number of levels of its most common one, that one holds at least the second share (drawings,
+# crops, screenshots: mostly over 0.9; a blur's soft rim spreads it, so a blurred digit may stay a photo;
+# a few compressed photos of evenly lit pages reach it too, hence ...)
 _CLEAN_SAMPLE_SIDE = 160  # (counted on one pixel of every few, this many on the long side)
 _INK_SHADE = 0.7  # ... no shadow on it: a flat plateau lighter than this (darker: a binary digit's ink)
 _WORK_MAX_SIDE = 320  # larger uploads are box-reduced to at most this (speed; a digit needs far fewer)
