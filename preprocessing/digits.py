@@ -69,15 +69,15 @@ _STROKE_RANGE = (1.3, 4.5)
 _STROKE_TARGET = (1.8, 3.3)
 
 
-def _work_array(image: Image.Image) -> tuple[np.ndarray, bool]:
+def _work_array(image: Image.Image) -> tuple[np.ndarray, int | None]:
     """The image as uint8, box-reduced by an integer factor to about ``_WORK_MAX_SIDE`` at most, and
-    whether its paper is one exact grey level (``_CLEAN_PAPER``), with no sensor noise (images
-    under ``_MIN_PHOTO_SIDE`` count as clean: they are digital)."""
+    its paper's grey level where that is one exact level (``_CLEAN_PAPER``: no sensor noise), else
+    None. Images under ``_MIN_PHOTO_SIDE`` are digital anyway: None."""
     gray = image if image.mode == "L" else to_grayscale(image)
     factor = math.ceil(max(gray.size) / _WORK_MAX_SIDE)
     a = np.asarray(gray.reduce(factor) if factor >= 2 else gray, dtype=np.uint8)
     if min(a.shape) < _MIN_PHOTO_SIDE:
-        return a, True
+        return a, None
     # one pixel of every few (a box average would smooth a photo's sensor noise away)
     step = math.ceil(max(gray.size) / _CLEAN_SAMPLE_SIDE)
     w, h = gray.size
@@ -85,16 +85,19 @@ def _work_array(image: Image.Image) -> tuple[np.ndarray, bool]:
     counts = np.bincount(sample.ravel(), minlength=256)
     mode = int(counts.argmax())
     spread, share = _CLEAN_PAPER
-    return a, bool(counts[mode] >= share * counts[max(0, mode - spread) : mode + spread + 1].sum())
+    return a, mode if counts[mode] >= share * counts[max(0, mode - spread) : mode + spread + 1].sum() else None
 
 
-def _digital(a: np.ndarray, clean: bool) -> bool:
+def _digital(a: np.ndarray, paper_level: int | None) -> bool:
     """A digital image (a drawing, a screenshot, a digit cropped and enlarged) rather than a photo or
-    scan: smaller than ``_MIN_PHOTO_SIDE``, or its paper one exact grey level (``clean``) and no
-    shadow on it (a photo of an evenly lit page can be as clean once compressed)."""
-    if not clean or min(a.shape) < _MIN_PHOTO_SIDE:
-        return clean
-    paper = a if np.bincount(a.ravel(), minlength=256).argmax() >= 128 else 255 - a  # (the most common level)
+    scan: smaller than ``_MIN_PHOTO_SIDE``, or its paper one exact grey level (``paper_level``, from
+    ``_work_array``) and no shadow on it (a photo of an evenly lit page can be as clean once
+    compressed)."""
+    if min(a.shape) < _MIN_PHOTO_SIDE:
+        return True
+    if paper_level is None:
+        return False
+    paper = a if paper_level >= 128 else 255 - a  # (turned so that the paper is light)
     return _even_level(paper, _small_copy(paper), _INK_SHADE) is not None
 
 
@@ -535,8 +538,8 @@ def find_digit(image: Image.Image) -> Extracted:
     paper lines or shadows, only a dot or a dash); then ``pixels`` is all zeros.
     """
     empty = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32)
-    a, clean = _work_array(image)
-    digital = _digital(a, clean)
+    a, paper_level = _work_array(image)
+    digital = _digital(a, paper_level)
     if not _ink_is_dark(a, digital):
         a = 255 - a
     darkness = _darkness(a, digital)
