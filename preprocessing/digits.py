@@ -40,6 +40,7 @@ _MIN_INK = 0.3  # ... and the darkest ink, the frame's and the digit's, at least
 _PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness ...
 _RIM_SHARE = 0.3  # ... and fainter ink, down to this share, where it touches that (not on lined paper)
 _PAPER_SHARE = 0.3  # the paper estimate leaves out pixels darker than this share of the darkest (a soft rim)
+_EDGE_CAP = (0.5, 0.2)  # the page's edge: a closing this share as wide, where this share below the paper
 _LINE_LENGTH_SHARE = 0.6  # a paper line spans at least this share of the frame ...
 _LINE_MAX_THICKNESS = 0.012  # ... and is at most this thick (share of the short side) ...
 _LINE_MIN_CONTRAST = 0.04  # ... and at least this much darker than the paper
@@ -108,6 +109,12 @@ def _small_copy(a: np.ndarray) -> np.ndarray:
     return cv2.resize(a, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
+def _closing(small: np.ndarray, k: int) -> np.ndarray:
+    """A grey-level closing by a k x k square: the light paper over any darker feature narrower than k."""
+    return cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)),
+                            borderType=cv2.BORDER_REPLICATE)
+
+
 def _percentiles(counts: np.ndarray, shares: tuple[float, ...]) -> list[int]:
     """Grey levels at ``shares`` (0..1) of a 256-bin histogram."""
     cumulative = np.cumsum(counts)
@@ -158,7 +165,8 @@ def _paper(a: np.ndarray) -> np.ndarray | np.float32:
     A morphological closing (the ink taken away) gives an upper envelope, and the local mean of
     the pixels that are paper by the envelope's account (normalised convolution) follows
     gradients, vignettes and soft shadows, where the envelope alone would lie above the paper.
-    A page lit evenly has one level (``_even_level``).
+    At the page's edge it is capped (``_cap_at_page_edges``). A page lit evenly has one level
+    (``_even_level``).
     """
     h, w = a.shape
     small = _small_copy(a)
@@ -166,8 +174,7 @@ def _paper(a: np.ndarray) -> np.ndarray | np.float32:
     if level is not None:
         return level
     k = int(min(small.shape) * _CLOSING_SHARE) | 1
-    envelope = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)),
-                                borderType=cv2.BORDER_REPLICATE).astype(np.float32)
+    envelope = _closing(small, k).astype(np.float32)
     small = small.astype(np.float32)
     rough = 1.0 - small / np.maximum(envelope, 1.0)
     paper_weight = (rough < max(_MIN_CONTRAST, _PAPER_SHARE * float(rough.max()))).astype(np.float32)
@@ -175,7 +182,33 @@ def _paper(a: np.ndarray) -> np.ndarray | np.float32:
     sigma = min(small.shape) * 0.025
     paper = (cv2.GaussianBlur(small * paper_weight, (0, 0), sigma) + 0.05 * envelope) / (
         cv2.GaussianBlur(paper_weight, (0, 0), sigma) + 0.05)
+    paper = _cap_at_page_edges(small, paper)
     return cv2.resize(np.maximum(paper, 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _cap_at_page_edges(small: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """``paper`` (the local estimate on the small copy) capped where the page meets a desk or a
+    sharp-edged shadow, darker than the page and wider than a stroke.
+
+    There the local mean takes in the page's light, and a strip of the darker side would read as
+    ink: a rim that joins a digit, or is taken for one. The cap is a closing half as wide as the
+    envelope's (a desk that narrows towards a corner stays dark in it further), eroded a pixel
+    (the resize back blurs its step). It applies only where it lies well below the estimate, in
+    pieces that reach the frame's edge: a desk or a shadow comes in from outside, a digit's
+    bunched thick strokes do not.
+    """
+    share, below = _EDGE_CAP
+    k = int(min(small.shape) * _CLOSING_SHARE * share) | 1
+    cap = cv2.erode(_closing(small, k), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    dip = (cap < paper * (1.0 - below)).astype(np.uint8)
+    if not dip.any():
+        return paper
+    _, labels = cv2.connectedComponents(dip, connectivity=8)
+    at_frame = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    at_frame = at_frame[at_frame > 0]
+    if not at_frame.size:
+        return paper
+    return np.where(np.isin(labels, at_frame), np.minimum(paper, cap), paper)
 
 
 def _even_level(a: np.ndarray, small: np.ndarray, darkest: float = math.inf) -> np.float32 | None:
@@ -190,8 +223,7 @@ def _even_level(a: np.ndarray, small: np.ndarray, darkest: float = math.inf) -> 
     image).
     """
     half = min(small.shape) // 2 | 1
-    wide = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (half, half)),
-                            borderType=cv2.BORDER_REPLICATE)
+    wide = _closing(small, half)
     low, high = _percentiles(np.bincount(wide.ravel(), minlength=256), (0.01, 0.99))
     if high - low > _EVEN_PAPER * high:
         return None
