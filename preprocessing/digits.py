@@ -201,14 +201,11 @@ def _cap_at_page_edges(small: np.ndarray, paper: np.ndarray) -> np.ndarray:
     k = int(min(small.shape) * _CLOSING_SHARE * share) | 1
     cap = cv2.erode(_closing(small, k), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
     dip = (cap < paper * (1.0 - below)).astype(np.uint8)
-    if not dip.any():
-        return paper
-    _, labels = cv2.connectedComponents(dip, connectivity=8)
-    at_frame = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    at_frame = at_frame[at_frame > 0]
-    if not at_frame.size:
-        return paper
-    return np.where(np.isin(labels, at_frame), np.minimum(paper, cap), paper)
+    count, labels = cv2.connectedComponents(dip, connectivity=8)
+    at_frame = np.zeros(count, bool)
+    at_frame[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    at_frame[0] = False
+    return np.where(at_frame[labels], np.minimum(paper, cap), paper)
 
 
 def _even_level(a: np.ndarray, small: np.ndarray, darkest: float = math.inf) -> np.float32 | None:
