@@ -35,12 +35,14 @@ _PLATEAU = (0.15, 0.02, 1 / 20, 1 / 6)  # ... unless a sharp-edged shadow lies i
 # bridged (a stroke across it), and as wide as the fourth
 _PLATEAU_SHADE = (0.08, 0.5)  # ... and of one shade: the second share of its flat pixels within the first of
 # darkness (a shadow; the blocks of an enlarged thumbnail are of many shades)
+_NOISE_FLOOR = 0.1  # darkness is measured against paper at least this share of the brightest in the photo
 _MIN_CONTRAST = 0.2  # ink is at least this much darker than its paper (share of the paper's light) ...
 _MIN_INK = 0.3  # ... and the darkest ink, the frame's and the digit's, at least this much (less: blank, a shadow's rim)
 _PEAK_SHARE = 0.45  # the ink mask: darker than this share of the ink's own darkness ...
 _RIM_SHARE = 0.3  # ... and fainter ink, down to this share, where it touches that (not on lined paper)
 _PAPER_SHARE = 0.3  # the paper estimate leaves out pixels darker than this share of the darkest (a soft rim)
 _EDGE_CAP = (0.5, 0.2)  # the page's edge: a closing this share as wide, where this share below the paper
+_RIM_ALONG = 0.4  # a piece with this share of its ink along where the page ends (the cap's edge) is its rim
 _LINE_LENGTH_SHARE = 0.6  # a paper line spans at least this share of the frame ...
 _LINE_MAX_THICKNESS = 0.012  # ... and is at most this thick (share of the short side) ...
 _LINE_MIN_CONTRAST = 0.04  # ... and at least this much darker than the paper
@@ -147,20 +149,24 @@ def _one_level(a: np.ndarray) -> np.float32:
     return np.float32(max(_percentiles(np.bincount(a.ravel(), minlength=256), (0.9,))[0], 1))
 
 
-def _darkness(a: np.ndarray, digital: bool) -> np.ndarray:
-    """How much darker than its paper each pixel is: 0 (paper) .. 1 (black), float32.
+def _darkness(a: np.ndarray, digital: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """How much darker than its paper each pixel is: 0 (paper) .. 1 (black), float32; and where the
+    page ends short of the frame (``_paper``), or None.
 
     Digital images (``_digital``: drawings, MNIST itself, digits cropped and enlarged) have one
-    paper level; so have photos and scans of pages lit evenly (``_paper``).
+    paper level; so have photos and scans of pages lit evenly (``_paper``). In a photo, darkness is
+    measured against at least ``_NOISE_FLOOR`` of the brightest paper: on a near-black desk a few
+    grey levels of sensor noise would otherwise be a third of its light, and read as ink.
     """
-    paper = _one_level(a) if digital else _paper(a)
+    paper, beyond = (_one_level(a), None) if digital else _paper(a)
     darkness = paper - a
-    darkness /= paper
-    return np.maximum(darkness, 0.0, out=darkness)
+    darkness /= paper if digital else np.maximum(paper, np.float32(_NOISE_FLOOR * float(np.max(paper))))
+    return np.maximum(darkness, 0.0, out=darkness), beyond
 
 
-def _paper(a: np.ndarray) -> np.ndarray | np.float32:
-    """The paper's brightness behind each pixel of a photo or scan, estimated on a small copy.
+def _paper(a: np.ndarray) -> tuple[np.ndarray | np.float32, np.ndarray | None]:
+    """The paper's brightness behind each pixel of a photo or scan, estimated on a small copy, and
+    where the page ends short of the frame (a uint8 mask: the desk, a shadow from outside), or None.
 
     A morphological closing (the ink taken away) gives an upper envelope, and the local mean of
     the pixels that are paper by the envelope's account (normalised convolution) follows
@@ -172,7 +178,7 @@ def _paper(a: np.ndarray) -> np.ndarray | np.float32:
     small = _small_copy(a)
     level = _even_level(a, small)
     if level is not None:
-        return level
+        return level, None
     k = int(min(small.shape) * _CLOSING_SHARE) | 1
     envelope = _closing(small, k).astype(np.float32)
     small = small.astype(np.float32)
@@ -182,30 +188,42 @@ def _paper(a: np.ndarray) -> np.ndarray | np.float32:
     sigma = min(small.shape) * 0.025
     paper = (cv2.GaussianBlur(small * paper_weight, (0, 0), sigma) + 0.05 * envelope) / (
         cv2.GaussianBlur(paper_weight, (0, 0), sigma) + 0.05)
-    paper = _cap_at_page_edges(small, paper)
-    return cv2.resize(np.maximum(paper, 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    paper, beyond = _cap_at_page_edges(small, paper)
+    paper = cv2.resize(np.maximum(paper, 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    return paper, cv2.resize(beyond, (w, h), interpolation=cv2.INTER_NEAREST) if beyond.any() else None
 
 
-def _cap_at_page_edges(small: np.ndarray, paper: np.ndarray) -> np.ndarray:
+def _cap_at_page_edges(small: np.ndarray, paper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``paper`` (the local estimate on the small copy) capped where the page meets a desk or a
-    sharp-edged shadow, darker than the page and wider than a stroke.
+    sharp-edged shadow, darker than the page and wider than a stroke; and where that is (uint8).
 
     There the local mean takes in the page's light, and a strip of the darker side would read as
     ink: a rim that joins a digit, or is taken for one. The cap is a closing half as wide as the
-    envelope's (a desk that narrows towards a corner stays dark in it further), eroded a pixel
-    (the resize back blurs its step). It applies only where it lies well below the estimate, in
-    pieces that reach the frame's edge: a desk or a shadow comes in from outside, a digit's
-    bunched thick strokes do not.
+    envelope's, eroded a pixel (the resize back blurs its step). It applies only where it lies well
+    below the estimate, in pieces that reach the frame's edge: a desk or a shadow comes in from
+    outside, a digit's bunched thick strokes do not. Where such a piece narrows towards a corner
+    (a page turned in the frame), the closing would fill it. So the cap is then taken again from a
+    closing with the frame's outside dark, which keeps a desk that reaches the frame dark however
+    narrow it gets, in that closing's pieces that hold a piece of the first (a stroke that leaves
+    the frame holds none).
     """
     share, below = _EDGE_CAP
     k = int(min(small.shape) * _CLOSING_SHARE * share) | 1
-    cap = cv2.erode(_closing(small, k), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
-    dip = (cap < paper * (1.0 - below)).astype(np.uint8)
-    count, labels = cv2.connectedComponents(dip, connectivity=8)
+    square = np.ones((3, 3), np.uint8)
+    cap = cv2.erode(_closing(small, k), square, borderType=cv2.BORDER_REPLICATE)
+    count, labels = cv2.connectedComponents((cap < paper * (1.0 - below)).astype(np.uint8), connectivity=8)
     at_frame = np.zeros(count, bool)
     at_frame[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
     at_frame[0] = False
-    return np.where(at_frame[labels], np.minimum(paper, cap), paper)
+    wide = at_frame[labels]
+    outside_dark = cv2.copyMakeBorder(small, k, k, k, k, cv2.BORDER_CONSTANT, value=0)
+    cap = cv2.erode(_closing(outside_dark, k)[k:-k, k:-k], square, borderType=cv2.BORDER_REPLICATE)
+    count, labels = cv2.connectedComponents((cap < paper * (1.0 - below)).astype(np.uint8), connectivity=8)
+    reached = np.zeros(count, bool)
+    reached[labels[wide]] = True
+    reached[0] = False
+    beyond = reached[labels]
+    return np.where(beyond, np.minimum(paper, cap), paper), beyond.astype(np.uint8)
 
 
 def _even_level(a: np.ndarray, small: np.ndarray, darkest: float = math.inf) -> np.float32 | None:
@@ -380,7 +398,7 @@ def _remove_paper_lines(darkness: np.ndarray) -> bool:
 
 
 def _digit_pieces(
-    mask: np.ndarray, darkness: np.ndarray, digital: bool
+    mask: np.ndarray, darkness: np.ndarray, digital: bool, beyond: np.ndarray | None = None
 ) -> tuple[tuple[np.ndarray, tuple[int, int]] | None, str | None]:
     """The connected pieces of ink that make the digit: (its mask cropped to its box, the box's
     top-left corner), or None and why not.
@@ -401,12 +419,25 @@ def _digit_pieces(
         # width only), or faint where they touch it (the rim where a shadow's edge meets the frame).
         # In a digital image a digit cropped to its box touches it as much, but reaches across the
         # frame from every side it touches, where the desk seen past an overexposed page does not.
+        # Where the page ends inside the frame (the paper capped there), a piece lying mostly along
+        # that line is the rim of the desk or the shadow; a digit that crosses a shadow's edge is not.
         edge = _EDGE_CONTACT * min(h, w)
         largest = max(area)
+        band = None
+        if beyond is not None:  # where the page ends short of the frame, a pixel of the small copy either side
+            r = 2 * math.ceil(min(h, w) / _BACKGROUND_SIDE) + 1
+            band = cv2.dilate(beyond, np.ones((r, r), np.uint8)) - cv2.erode(beyond, np.ones((r, r), np.uint8))
         for i, (x, y, bw, bh) in enumerate(boxes):
-            if area[i] < _MIN_PIECE_MASS * largest or not (x == 0 or y == 0 or x + bw == w or y + bh == h):
+            if area[i] < _MIN_PIECE_MASS * largest:
                 continue
             piece = mask[y : y + bh, x : x + bw]
+            if band is not None:
+                along = int((band[y : y + bh, x : x + bw] & piece).sum())
+                if along and along >= _RIM_ALONG * int(piece.sum()):
+                    area[i] = 0
+                    continue
+            if not (x == 0 or y == 0 or x + bw == w or y + bh == h):
+                continue
             contact = (int(piece[0].sum()) if y == 0 else 0) + (int(piece[-1].sum()) if y + bh == h else 0) + (
                 int(piece[:, 0].sum()) if x == 0 else 0) + (int(piece[:, -1].sum()) if x + bw == w else 0)
             faint = float(darkness[y : y + bh, x : x + bw][piece > 0].mean()) < _MIN_INK
@@ -571,7 +602,7 @@ def find_digit(image: Image.Image) -> Extracted:
     digital = _digital(a, paper_level)
     if not _ink_is_dark(a, digital):
         a = 255 - a
-    darkness = _darkness(a, digital)
+    darkness, beyond = _darkness(a, digital)
     peak, cut = _threshold(darkness)
     if peak < _MIN_INK:
         return Extracted(empty, "no ink found: the image looks blank")
@@ -581,7 +612,7 @@ def find_digit(image: Image.Image) -> Extracted:
         if peak < _MIN_INK:
             return Extracted(empty, "no digit found: only the lines of the paper")
     mask = _ink_mask(darkness, cut, peak, lined)
-    found, reason = _digit_pieces(mask, darkness, digital)
+    found, reason = _digit_pieces(mask, darkness, digital, beyond)
     if found is None:
         return Extracted(empty, reason)
 
@@ -618,7 +649,8 @@ def prepare_digit(image: Image.Image) -> np.ndarray:
        ruled or squared paper lines (straight, thin, across the frame) are subtracted, and on
        such paper the fainter ink is left out.
     4. The digit: the connected component with the most ink and the pieces near it; specks,
-       the page's edges and shadow borders along the frame are left out. Ink that is only a
+       the page's edges and shadow borders along the frame, and the rims along where the page
+       ends inside it, are left out. Ink that is only a
        dot or a flat line (a dash), alone and with a clear edge, is not a digit; nor are pieces
        whose darkest ink is as faint as a shadow's rim.
     5. Strokes much wider or thinner than MNIST's (relative to the digit's size) are eroded or

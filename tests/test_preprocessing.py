@@ -905,6 +905,74 @@ def test_the_rim_where_a_page_meets_a_dark_desk_is_not_a_digit(angle):
     assert written.found and corr(written.pixels, clean) > 0.95
 
 
+def _page_corner_on_a_desk(desk: float, angle: float, narrow: int, side: str, digit: bool,
+                           seed: int = 0) -> Image.Image:
+    """A photographed page, lit unevenly, turned by ``angle`` against the frame, so that the desk
+    past its ``side`` edge is a wedge: ``narrow`` px wide at one corner, wider towards the other;
+    a '4' in its middle where ``digit``."""
+    h, w = 480, 640
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    paper = 215.0 * (1 - 0.15 * (xx / w + yy / h))
+    t = np.tan(np.deg2rad(angle))
+    beyond = yy > (h - narrow) - t * (w - xx) if side == "bottom" else xx > (w - narrow) - t * (h - yy)
+    page = cv2.GaussianBlur(np.where(beyond, desk, paper).astype(np.float32), (0, 0), 1.5)
+    ink = _glyph_opacity(size=(w, h), box=(250, 140, 340, 280), width=10) if digit else np.zeros((h, w), np.float32)
+    return _paper_photo(ink, page, seed=seed)
+
+
+@pytest.mark.parametrize("desk, angle, narrow, side", [(40.0, 12.0, 20, "bottom"), (90.0, 20.0, 10, "right")])
+def test_a_desk_that_narrows_towards_a_corner_is_not_a_digit(desk, angle, narrow, side):
+    """Where the desk past a turned page narrows towards a corner, the cap's closing filled it, and
+    the short piece of its rim left there was read as a 1. A closing with the frame's outside dark
+    keeps the wedge dark to its end, and the cap follows it; a digit on the page is found whole."""
+    blank = find_digit(_page_corner_on_a_desk(desk, angle, narrow, side, digit=False))
+    assert not blank.found, "the narrow end of the desk was taken for a digit"
+    clean = prepare_digit(_paper_photo(_glyph_opacity(size=(640, 480), box=(250, 140, 340, 280), width=10),
+                                       np.full((480, 640), 215.0)))
+    written = find_digit(_page_corner_on_a_desk(desk, angle, narrow, side, digit=True, seed=1))
+    assert written.found and corr(written.pixels, clean) > 0.95
+
+
+def test_the_rim_along_where_the_page_ends_is_left_out_and_a_digit_across_it_is_not():
+    """Where the paper was capped (the desk or a shadow from outside, ``beyond``), a piece lying
+    along that line is its rim, however long; a digit that crosses a shadow's edge is ink."""
+    from preprocessing.digits import _digit_pieces
+
+    h, w = 240, 320
+    beyond = np.zeros((h, w), np.uint8)
+    beyond[:, 260:] = 1
+    rim = np.zeros((h, w), np.uint8)
+    rim[5:235, 255:260] = 1  # longer and heavier than the digit, and clear of the frame
+    one = np.zeros((h, w), np.uint8)
+    one[90:150, 100:106] = 1
+    mask = rim | one
+    darkness = mask.astype(np.float32)
+    found, reason = _digit_pieces(mask, darkness, False, beyond)
+    assert found is not None and found[1] == (90, 100), "the rim was chosen over the digit"
+    assert _digit_pieces(mask, darkness, False, None)[0][1] == (5, 255)  # (what it was without the line)
+    assert _digit_pieces(rim, rim.astype(np.float32), False, beyond)[0] is None
+    zero = np.zeros((h, w), np.uint8)
+    cv2.rectangle(zero, (225, 60), (295, 170), 1, thickness=8)  # across the shadow's edge at x = 260
+    found, _ = _digit_pieces(zero, zero.astype(np.float32), False, beyond)
+    assert found is not None and found[1] == (56, 221)
+
+
+@pytest.mark.parametrize("desk, noise", [(5.0, 3.0), (8.0, 4.0), (12.0, 3.0)])
+def test_sensor_noise_on_a_near_black_desk_is_not_ink(desk, noise):
+    """A blank page beside a near-black desk: measured against the desk's own few grey levels,
+    its sensor noise was a third of the light and read as a digit's ink."""
+    h, w = 480, 640
+    xx = np.mgrid[0:h, 0:w][1].astype(np.float32)
+    paper = cv2.GaussianBlur(np.where(xx > 0.8 * w, desk, 215.0 * (1 - 0.3 * xx / w)).astype(np.float32), (0, 0), 1.5)
+    for seed in range(2):
+        found = find_digit(_paper_photo(np.zeros((h, w), np.float32), paper, seed=seed, noise=noise))
+        assert not found.found, "the noise on the desk was taken for a digit"
+    ink = _glyph_opacity(size=(w, h), box=(200, 120, 330, 340), width=14)
+    clean = prepare_digit(_paper_photo(ink, np.full((h, w), 215.0)))
+    written = find_digit(_paper_photo(ink, paper, seed=3, noise=noise))
+    assert written.found and corr(written.pixels, clean) > 0.95
+
+
 def test_prepare_upload_says_found():
     prepared = prepare_upload(encode(draw_digit(), "PNG"), MNIST_DIGIT)
     assert prepared.found and prepared.reason is None
