@@ -973,6 +973,24 @@ def test_sensor_noise_on_a_near_black_desk_is_not_ink(desk, noise):
     assert written.found and corr(written.pixels, clean) > 0.95
 
 
+@pytest.mark.parametrize("angle", [0.0, 12.0])
+def test_a_page_on_a_dark_desk_that_fills_the_frame_border_is_dark_ink_on_paper(angle):
+    """A page photographed from further away: the dark desk all round it fills the border band,
+    evenly, as MNIST's black does. The page was taken for a light digit on black, the image was
+    inverted, and the digit on it came back "blank". Light ink is a small share of a photo's frame;
+    a page is not."""
+    h, w = 480, 640
+    box = cv2.boxPoints(((w / 2, h / 2), (440, 330), angle)).astype(np.int32)
+    page = np.full((h, w), 55.0, np.float32)
+    cv2.fillPoly(page, [box], 210.0)
+    ink = _glyph_opacity(size=(w, h), box=(270, 150, 370, 330), width=12)
+    clean = prepare_digit(_paper_photo(ink, np.full((h, w), 210.0)))
+    written = find_digit(_paper_photo(ink, cv2.GaussianBlur(page, (0, 0), 1.5), seed=2))
+    assert written.found and corr(written.pixels, clean) > 0.95
+    blank = find_digit(_paper_photo(np.zeros((h, w), np.float32), cv2.GaussianBlur(page, (0, 0), 1.5)))
+    assert not blank.found
+
+
 def test_prepare_upload_says_found():
     prepared = prepare_upload(encode(draw_digit(), "PNG"), MNIST_DIGIT)
     assert prepared.found and prepared.reason is None
