@@ -118,6 +118,15 @@ def _closing(small: np.ndarray, k: int) -> np.ndarray:
                             borderType=cv2.BORDER_REPLICATE)
 
 
+def _pieces_holding(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The 8-connected pieces of ``mask`` (uint8) that hold a pixel of ``seeds`` (bool): a bool mask."""
+    count, labels = cv2.connectedComponents(mask, connectivity=8)
+    held = np.zeros(count, bool)
+    held[labels[seeds]] = True
+    held[0] = False
+    return held[labels]
+
+
 def _percentiles(counts: np.ndarray, shares: tuple[float, ...]) -> list[int]:
     """Grey levels at ``shares`` (0..1) of a 256-bin histogram."""
     cumulative = np.cumsum(counts)
@@ -217,19 +226,13 @@ def _cap_at_page_edges(small: np.ndarray, paper: np.ndarray) -> tuple[np.ndarray
     share, below = _EDGE_CAP
     k = int(min(small.shape) * _CLOSING_SHARE * share) | 1
     square = np.ones((3, 3), np.uint8)
+    frame = np.ones(small.shape, bool)
+    frame[1:-1, 1:-1] = False
     cap = cv2.erode(_closing(small, k), square, borderType=cv2.BORDER_REPLICATE)
-    count, labels = cv2.connectedComponents((cap < paper * (1.0 - below)).astype(np.uint8), connectivity=8)
-    at_frame = np.zeros(count, bool)
-    at_frame[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
-    at_frame[0] = False
-    wide = at_frame[labels]
+    wide = _pieces_holding((cap < paper * (1.0 - below)).astype(np.uint8), frame)
     outside_dark = cv2.copyMakeBorder(small, k, k, k, k, cv2.BORDER_CONSTANT, value=0)
     cap = cv2.erode(_closing(outside_dark, k)[k:-k, k:-k], square, borderType=cv2.BORDER_REPLICATE)
-    count, labels = cv2.connectedComponents((cap < paper * (1.0 - below)).astype(np.uint8), connectivity=8)
-    reached = np.zeros(count, bool)
-    reached[labels[wide]] = True
-    reached[0] = False
-    beyond = reached[labels]
+    beyond = _pieces_holding((cap < paper * (1.0 - below)).astype(np.uint8), wide)
     return np.where(beyond, np.minimum(paper, cap), paper), beyond.astype(np.uint8)
 
 
@@ -289,11 +292,7 @@ def _ink_mask(darkness: np.ndarray, cut: float, peak: float, lined: bool) -> np.
     if lined:
         return strong
     faint = (darkness > max(_MIN_CONTRAST, _RIM_SHARE * peak)).astype(np.uint8)
-    count, labels = cv2.connectedComponents(faint, connectivity=8)
-    touching = np.zeros(count, bool)
-    touching[labels[strong > 0]] = True
-    touching[0] = False
-    return touching[labels].astype(np.uint8)
+    return _pieces_holding(faint, strong > 0).astype(np.uint8)
 
 
 def _line_centres(rhos: np.ndarray, width: int) -> list[float]:
@@ -405,7 +404,7 @@ def _remove_paper_lines(darkness: np.ndarray) -> bool:
 
 
 def _digit_pieces(
-    mask: np.ndarray, darkness: np.ndarray, digital: bool, beyond: np.ndarray | None = None
+    mask: np.ndarray, darkness: np.ndarray, digital: bool, beyond: np.ndarray | None
 ) -> tuple[tuple[np.ndarray, tuple[int, int]] | None, str | None]:
     """The connected pieces of ink that make the digit: (its mask cropped to its box, the box's
     top-left corner), or None and why not.
@@ -657,9 +656,9 @@ def prepare_digit(image: Image.Image) -> np.ndarray:
        such paper the fainter ink is left out.
     4. The digit: the connected component with the most ink and the pieces near it; specks,
        the page's edges and shadow borders along the frame, and the rims along where the page
-       ends inside it, are left out. Ink that is only a
-       dot or a flat line (a dash), alone and with a clear edge, is not a digit; nor are pieces
-       whose darkest ink is as faint as a shadow's rim.
+       ends inside it, are left out. Ink that is only a dot or a flat line (a dash), alone and
+       with a clear edge, is not a digit; nor are pieces whose darkest ink is as faint as a
+       shadow's rim.
     5. Strokes much wider or thinner than MNIST's (relative to the digit's size) are eroded or
        dilated to MNIST's width.
     6. Fit into 20x20 keeping the aspect ratio (area-averaged), centre of mass at (14, 14) in
